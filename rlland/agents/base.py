@@ -1,0 +1,83 @@
+"""What every agent shares: static vs traced configuration, validation, the optimiser, Polyak averaging.
+
+An agent is built from an ml_collections config. Keys listed in ``HPARAMS`` are scalar hyperparameters: they are
+copied into ``state.hparams`` as float32 arrays, so ``jax.vmap(agent.init)(keys, hparams)`` sweeps them without a
+recompile. Every other key is static (sets a shape or a loop count) and is closed over when the agent is built.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from rlland.envs import Env
+
+Params = Any
+HParams = dict[str, jax.Array]
+
+
+def polyak(target: Params, online: Params, tau: jax.Array) -> Params:
+    """target <- tau * online + (1 - tau) * target."""
+    return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+def adam(hp: HParams, eps: float = 1e-8, max_grad_norm: jax.Array | None = None) -> optax.GradientTransformation:
+    """Adam with a traced learning rate (and optional global-norm clipping). Built inside traced code: the state
+    layout does not depend on the values, so one compiled kernel serves every learning rate."""
+    tx = optax.adam(hp["learning_rate"], b1=0.9, b2=0.999, eps=eps)
+    return tx if max_grad_norm is None else optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+
+
+def apply_grads(tx: optax.GradientTransformation, grads: Params, opt_state: Any, params: Params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def descend(part: str, loss_fn, params: dict, opt_state: dict, tx: optax.GradientTransformation):
+    """One optimiser step on ``params[part]`` for ``loss_fn(params) -> (loss, metrics)``."""
+    grads, metrics = jax.grad(lambda x: loss_fn(params | {part: x}), has_aux=True)(params[part])
+    new, opt = apply_grads(tx, grads, opt_state[part], params[part])
+    return params | {part: new}, opt_state | {part: opt}, metrics
+
+
+class Agent:
+    """Base class. Subclasses set ``name``, ``HPARAMS`` and ``POSITIVE`` and implement init / step / act."""
+
+    name: ClassVar[str]
+    HPARAMS: ClassVar[tuple[str, ...]]  # traced scalar hyperparameters
+    POSITIVE: ClassVar[tuple[str, ...]] = ()  # keys (static or traced) that must be > 0
+    UNIT: ClassVar[tuple[str, ...]] = ()  # keys that must lie in [0, 1]
+
+    def __init__(self, env: Env, config: ml_collections.ConfigDict):
+        self.env = env
+        self.config = config
+        self._validate()
+
+    def _validate(self) -> None:
+        c = self.config
+        for k in self.POSITIVE:
+            if not c[k] > 0:
+                raise ValueError(f"{self.name}: config.{k} must be > 0, got {c[k]}")
+        for k in self.UNIT:
+            if not 0.0 <= c[k] <= 1.0:
+                raise ValueError(f"{self.name}: config.{k} must lie in [0, 1], got {c[k]}")
+        for k in ("hidden_sizes",):
+            if k in c and (len(c[k]) == 0 or min(c[k]) < 1):
+                raise ValueError(f"{self.name}: config.{k} must be a non-empty list of positive widths, got {c[k]}")
+
+    def hparams(self, **overrides) -> HParams:
+        """The traced hyperparameters from the config (as float32 scalars), with optional overrides."""
+        unknown = set(overrides) - set(self.HPARAMS)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyperparameters {sorted(unknown)}; traced ones: {self.HPARAMS}")
+        values = {k: self.config[k] for k in self.HPARAMS} | overrides
+        return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+
+    def _resolve_hparams(self, hparams: HParams | None) -> HParams:
+        return self.hparams() if hparams is None else {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(env={self.env.name!r})"

@@ -1,0 +1,120 @@
+"""The collect-then-update iteration shared by TD3 and SAC.
+
+One `step` = every one of ``num_envs`` envs takes one action (uniform random during the first ``warmup_steps``
+env steps, the agent's exploration policy after), the transitions enter the replay buffer, then, once more than
+``warmup_steps`` env steps were collected, ``updates_per_step`` gradient updates each on a fresh minibatch. This
+matches the study's loop (reference A.1: random actions for steps 1..10000, updates from step 10001).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rlland.agents.base import Agent, HParams, Params
+from rlland.buffers import ReplayBuffer, Transition, check_fits, memory_bytes
+from rlland.envs import EnvState
+from rlland.normalization import RunningStats
+
+
+class OffPolicyState(struct.PyTreeNode):
+    params: dict  # networks and targets, plus "obs_norm" (RunningStats): everything a policy snapshot needs
+    opt_state: dict
+    buffer: ReplayBuffer
+    env_state: EnvState  # leading axis num_envs
+    key: jax.Array
+    env_steps: jax.Array  # env steps collected so far (all envs of this seed)
+    updates: jax.Array  # gradient updates done so far
+    hparams: HParams
+
+
+class OffPolicyAgent(Agent):
+    POSITIVE = ("learning_rate", "tau", "num_envs", "batch_size", "buffer_capacity", "updates_per_step")
+    UNIT = ("gamma", "tau")
+
+    def _validate(self) -> None:
+        super()._validate()
+        c = self.config
+        if c.batch_size > c.buffer_capacity:
+            raise ValueError(f"{self.name}: batch_size ({c.batch_size}) is larger than buffer_capacity "
+                             f"({c.buffer_capacity})")
+        if c.warmup_steps < 0:
+            raise ValueError(f"{self.name}: warmup_steps must be >= 0, got {c.warmup_steps}")
+
+    # -- to implement ---------------------------------------------------------------------------------------
+    def init_params(self, key: jax.Array, hp: HParams) -> dict: ...
+    def init_opt_state(self, params: dict, hp: HParams) -> dict: ...
+    def explore(self, params: dict, obs: jax.Array, key: jax.Array, hp: HParams) -> jax.Array: ...
+    def update(self, params, opt_state, batch, key, hp, update_index) -> tuple[dict, dict, dict]: ...
+    def zero_metrics(self) -> dict: ...
+
+    # -- shared ---------------------------------------------------------------------------------------------
+    def normalize(self, params: dict, obs: jax.Array) -> jax.Array:
+        return params["obs_norm"].normalize(obs) if self.config.normalize_observations else obs
+
+    def example_transition(self) -> Transition:
+        o, a = jnp.zeros(self.env.observation_size), jnp.zeros(self.env.action_size)
+        return Transition(obs=o, action=a, reward=jnp.zeros(()), next_obs=o, terminated=jnp.zeros(()))
+
+    def buffer_bytes(self, num_seeds: int = 1) -> int:
+        return memory_bytes(self.config.buffer_capacity, self.example_transition(), num_seeds)
+
+    def init(self, key: jax.Array, hparams: HParams | None = None) -> OffPolicyState:
+        """One seed's state. ``hparams`` defaults to the config's; vmap over both for sweeps."""
+        hp = self._resolve_hparams(hparams)
+        check_fits(self.buffer_bytes(), f"{self.name} replay buffer")
+        k_params, k_env, k_next = jax.random.split(key, 3)
+        params = self.init_params(k_params, hp) | {"obs_norm": RunningStats.create(self.env.observation_size)}
+        env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.config.num_envs))
+        return OffPolicyState(params=params, opt_state=self.init_opt_state(params, hp),
+                              buffer=ReplayBuffer.empty(self.config.buffer_capacity, self.example_transition()),
+                              env_state=env_state, key=k_next, env_steps=jnp.zeros((), jnp.int32),
+                              updates=jnp.zeros((), jnp.int32), hparams=hp)
+
+    def collect(self, state: OffPolicyState) -> tuple[OffPolicyState, dict]:
+        """One env step in each of the ``num_envs`` envs; transitions go to the buffer."""
+        c, hp = self.config, state.hparams
+        key, k_rand, k_explore, k_env = jax.random.split(state.key, 4)
+        obs = state.env_state.obs
+        random_action = jax.random.uniform(k_rand, (c.num_envs, self.env.action_size), minval=-1.0, maxval=1.0)
+        policy_action = self.explore(state.params, obs, k_explore, hp)
+        action = jnp.where(state.env_steps < c.warmup_steps, random_action, policy_action)
+        env_state, out = jax.vmap(self.env.step)(state.env_state, action, jax.random.split(k_env, c.num_envs))
+        buffer = state.buffer.add(Transition(obs=obs, action=action, reward=out.reward, next_obs=out.final_obs,
+                                             terminated=out.terminated.astype(jnp.float32)))
+        params = state.params
+        if c.normalize_observations:
+            params = params | {"obs_norm": params["obs_norm"].update(obs)}
+        done = out.terminated | out.truncated
+        episodes = {"episode_return_sum": out.episode_return.sum(), "episodes": done.sum().astype(jnp.float32)}
+        return state.replace(params=params, buffer=buffer, env_state=env_state, key=key,
+                             env_steps=state.env_steps + c.num_envs), episodes
+
+    def train(self, state: OffPolicyState) -> tuple[OffPolicyState, dict]:
+        """``updates_per_step`` updates, each on its own minibatch (skipped while warming up)."""
+        c = self.config
+        key, k_updates = jax.random.split(state.key)
+
+        def one(carry, k):
+            params, opt_state, n = carry
+            k_batch, k_update = jax.random.split(k)
+            batch = state.buffer.sample(k_batch, c.batch_size)
+            params, opt_state, metrics = self.update(params, opt_state, batch, k_update, state.hparams, n)
+            return (params, opt_state, n + 1), metrics
+
+        def run(s):
+            (params, opt_state, n), metrics = jax.lax.scan(
+                one, (s.params, s.opt_state, s.updates), jax.random.split(k_updates, c.updates_per_step))
+            return (params, opt_state, n), jax.tree.map(jnp.mean, metrics)
+
+        skip = lambda s: ((s.params, s.opt_state, s.updates), self.zero_metrics())
+        (params, opt_state, n), metrics = jax.lax.cond(state.env_steps > c.warmup_steps, run, skip, state)
+        return state.replace(params=params, opt_state=opt_state, updates=n, key=key), metrics
+
+    def step(self, state: OffPolicyState) -> tuple[OffPolicyState, dict]:
+        """One training iteration: collect, then update."""
+        state, episodes = self.collect(state)
+        state, metrics = self.train(state)
+        return state, metrics | episodes

@@ -1,0 +1,92 @@
+"""The one environment interface rlland's kernels use, over any `Core` (a Brax env or a probe task).
+
+A core knows only dynamics: ``reset(key) -> (inner, obs)`` and ``step(inner, action) -> (inner, obs, reward,
+terminated)``. `Env` adds what RL correctness needs and Brax's own wrappers get wrong:
+
+* termination and truncation are separate flags (truncation = the time limit was hit and the episode did not
+  terminate on that step), so value targets bootstrap through a time limit but not through a termination;
+* the true observation s_{t+1} is returned as ``final_obs`` even when the episode ends, and ``obs`` is the
+  first observation of the next episode;
+* autoreset draws a FRESH start state from the key given to ``step`` (Brax's AutoResetWrapper replays one cached
+  start state per env slot, which biases return distributions);
+* ``fixed_start=True`` makes every reset return the same start state (reset noise 0 where the task supports it),
+  the evaluation protocol of the return-landscapes study (reference A.4).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+class Core(Protocol):
+    observation_size: int
+    action_size: int
+
+    def reset(self, key: jax.Array) -> tuple[Any, jax.Array]: ...
+
+    def step(self, inner: Any, action: jax.Array) -> tuple[Any, jax.Array, jax.Array, jax.Array]: ...
+
+
+class EnvState(struct.PyTreeNode):
+    inner: Any  # the core's own state (a brax State for Brax tasks)
+    obs: jax.Array  # observation the agent acts on
+    time: jax.Array  # steps taken in the current episode
+    episode_return: jax.Array  # undiscounted return of the current episode so far
+
+
+class Step(NamedTuple):
+    """What one environment step reports. ``final_obs`` is s_{t+1} before any reset: bootstrap from it."""
+
+    obs: jax.Array  # observation to act on next (the reset observation if the episode ended)
+    reward: jax.Array
+    terminated: jax.Array  # bool: the MDP ended (no bootstrap)
+    truncated: jax.Array  # bool: time limit hit without termination (bootstrap from final_obs)
+    final_obs: jax.Array
+    episode_return: jax.Array  # return of the episode that ended on this step (0 where none did)
+
+
+class Env:
+    """Time limit, fresh-key autoreset and fixed starts over a `Core`. Pure functions; vmap for batches."""
+
+    def __init__(self, core: Core, name: str, episode_length: int, fixed_start: bool = False):
+        if int(episode_length) < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        self.core = core
+        self.name = name
+        self.episode_length = int(episode_length)
+        self.fixed_start = bool(fixed_start)
+        self.observation_size = int(core.observation_size)
+        self.action_size = int(core.action_size)
+
+    def __repr__(self) -> str:
+        return (f"Env({self.name!r}, episode_length={self.episode_length}, fixed_start={self.fixed_start}, "
+                f"obs={self.observation_size}, act={self.action_size})")
+
+    def reset(self, key: jax.Array) -> EnvState:
+        if self.fixed_start:
+            key = jax.random.PRNGKey(0)
+        inner, obs = self.core.reset(key)
+        return EnvState(inner=inner, obs=obs, time=jnp.zeros((), jnp.int32),
+                        episode_return=jnp.zeros((), jnp.float32))
+
+    def step(self, state: EnvState, action: jax.Array, key: jax.Array) -> tuple[EnvState, Step]:
+        """Advance one step; actions are clipped to [-1, 1]. ``key`` seeds the reset if the episode ends."""
+        action = jnp.asarray(action)
+        if action.shape != (self.action_size,):
+            raise ValueError(f"{self.name}: expected an action of shape ({self.action_size},) for one env "
+                             f"(vmap for batches), got {action.shape}")
+        inner, obs, reward, terminated = self.core.step(state.inner, jnp.clip(action, -1.0, 1.0))
+        reward = jnp.asarray(reward, jnp.float32)
+        terminated = jnp.asarray(terminated).astype(bool)
+        time = state.time + 1
+        truncated = (time >= self.episode_length) & ~terminated
+        done = terminated | truncated
+        episode_return = state.episode_return + reward
+        fresh = self.reset(key)
+        next_state = jax.tree.map(lambda r, c: jnp.where(done, r, c), fresh,
+                                  EnvState(inner=inner, obs=obs, time=time, episode_return=episode_return))
+        return next_state, Step(obs=next_state.obs, reward=reward, terminated=terminated, truncated=truncated,
+                                final_obs=obs, episode_return=jnp.where(done, episode_return, 0.0))

@@ -1,0 +1,171 @@
+"""Flax MLP actors and critics. Every network can return its penultimate features without a second pass.
+
+Defaults follow the return-landscapes study (reference A.1): orthogonal init with scale sqrt(2) on EVERY layer,
+zero bias, ReLU. PPO networks use the study's cleanrl-style scales (sqrt(2) hidden, 0.01 policy head, 1.0 value
+head, reference A.2) via the ``output_scale`` argument.
+
+Calling a module with ``with_features=True`` returns ``(output, features)`` where ``features`` is a dict:
+``pre`` / ``post``: penultimate layer before / after the activation, [..., width]; ``hidden_pre``: tuple with
+every hidden layer's pre-activation (for all-layer PFO and linear-region patterns).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "tanh": jnp.tanh, "leaky_relu": nn.leaky_relu,
+                                    "swish": nn.swish, "elu": nn.elu}
+
+
+def activation(name: str) -> Callable:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _dense(features: int, scale: float) -> nn.Dense:
+    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
+
+
+class MLP(nn.Module):
+    """Hidden layers only; returns the last hidden activation and the features dict."""
+
+    hidden_sizes: Sequence[int]
+    activation: str = "relu"
+    hidden_scale: float = 2.0 ** 0.5
+
+    @nn.compact
+    def __call__(self, x):
+        act, pres = activation(self.activation), []
+        for width in self.hidden_sizes:
+            pre = _dense(width, self.hidden_scale)(x)
+            pres.append(pre)
+            x = act(pre)
+        return x, {"pre": pres[-1], "post": x, "hidden_pre": tuple(pres)}
+
+
+class _Head(nn.Module):
+    """MLP trunk + one dense head of ``out`` units."""
+
+    out: int
+    hidden_sizes: Sequence[int]
+    activation: str = "relu"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 2.0 ** 0.5
+
+    @nn.compact
+    def __call__(self, x):
+        h, feats = MLP(self.hidden_sizes, self.activation, self.hidden_scale)(x)
+        return _dense(self.out, self.output_scale)(h), feats
+
+
+def _ret(out, feats, with_features):
+    return (out, feats) if with_features else out
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(W h(s) + b): the TD3 actor (``MSEPolicy`` in the study)."""
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 2.0 ** 0.5
+
+    @nn.compact
+    def __call__(self, obs, with_features: bool = False):
+        out, feats = _Head(self.action_size, self.hidden_sizes, self.activation, self.hidden_scale,
+                           self.output_scale)(obs)
+        return _ret(jnp.tanh(out), feats, with_features)
+
+
+class TanhGaussianActor(nn.Module):
+    """Returns (mean, log_std) of the pre-tanh Gaussian: the SAC actor (``NormalTanhPolicy`` in the study).
+
+    log_std = lo + (hi - lo) * (tanh(raw) + 1) / 2, a smooth bound to [lo, hi] = [-10, 2] (reference A.1); the
+    log-std head has orthogonal scale 1.0 as in the study.
+    """
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 2.0 ** 0.5
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs, with_features: bool = False):
+        h, feats = MLP(self.hidden_sizes, self.activation, self.hidden_scale)(obs)
+        mean = _dense(self.action_size, self.output_scale)(h)
+        raw = _dense(self.action_size, 1.0)(h)
+        log_std = self.log_std_min + (self.log_std_max - self.log_std_min) * 0.5 * (jnp.tanh(raw) + 1.0)
+        return _ret((mean, log_std), feats, with_features)
+
+
+class GaussianActor(nn.Module):
+    """Returns (mean, log_std) with a state-independent log-std parameter: the PPO actor (reference A.2)."""
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 0.01
+    log_std_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, obs, with_features: bool = False):
+        mean, feats = _Head(self.action_size, self.hidden_sizes, self.activation, self.hidden_scale,
+                            self.output_scale)(obs)
+        log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_size,))
+        return _ret((mean, jnp.broadcast_to(log_std, mean.shape)), feats, with_features)
+
+
+class VCritic(nn.Module):
+    """V(s), a scalar per observation."""
+
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, obs, with_features: bool = False):
+        v, feats = _Head(1, self.hidden_sizes, self.activation, self.hidden_scale, self.output_scale)(obs)
+        return _ret(v[..., 0], feats, with_features)
+
+
+class TwinQCritic(nn.Module):
+    """(Q1(s, a), Q2(s, a)) stacked on the last axis, two independent MLPs on concat(s, a) (``DoubleCritic``).
+
+    Features are those of both heads stacked on a leading axis of size 2.
+    """
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 2.0 ** 0.5
+
+    @nn.compact
+    def __call__(self, obs, action, with_features: bool = False):
+        x = jnp.concatenate([obs, action], axis=-1)
+        heads = [_Head(1, self.hidden_sizes, self.activation, self.hidden_scale, self.output_scale)(x)
+                 for _ in range(2)]
+        q = jnp.concatenate([q for q, _ in heads], axis=-1)
+        feats = jax.tree.map(lambda *f: jnp.stack(f), *[f for _, f in heads])
+        return _ret(q, feats, with_features)
+
+
+def hidden_layers(params, trunk: str = "MLP_0") -> list[tuple[jax.Array, jax.Array]]:
+    """The (W, b) list of a module's hidden layers, W of shape (in, out): the input `rlland.regions` expects.
+
+    ``params`` is one module's parameter dict (e.g. ``state.actor_params["params"]``); for a head module pass
+    ``trunk="_Head_0/MLP_0"``.
+    """
+    node = params.get("params", params)
+    for part in trunk.split("/"):
+        node = node[part]
+    return [(node[f"Dense_{i}"]["kernel"], node[f"Dense_{i}"]["bias"]) for i in range(len(node))]

@@ -1,0 +1,45 @@
+"""Representation and trust-region metrics (Moalla et al. 2024, "No Representation, No Trust").
+
+Pure array functions for ONE feature matrix / batch; batches of seeds, snapshots or feature keys come from
+``jax.vmap``. Reference: ``representation-regions-qd.md`` part A (A.2 ranks, A.3 other metrics).
+
+* ``ranks``: :func:`effective_rank`, :func:`approximate_rank`, :func:`srank`, :func:`feature_rank`,
+  :func:`matrix_rank`, :func:`singular_values`, :func:`all_ranks` (one SVD for all of them).
+* ``units``: :func:`dead_units`.
+* ``norms``: :func:`feature_norms`.
+* ``diversity``: :func:`policy_variance`, :func:`value_diversity`.
+* ``kl``: :func:`kl_k1`, :func:`kl_k3`, :func:`kl_gaussian` (KL(old || new), samples from old).
+* ``trust_region``: :func:`ratio_stats`.
+"""
+from rlland.representation.diversity import policy_variance, value_diversity
+from rlland.representation.kl import kl_gaussian, kl_k1, kl_k3
+from rlland.representation.norms import feature_norms
+from rlland.representation.ranks import (
+    all_ranks,
+    approximate_rank,
+    effective_rank,
+    feature_rank,
+    matrix_rank,
+    singular_values,
+    srank,
+)
+from rlland.representation.trust_region import ratio_stats
+from rlland.representation.units import dead_units
+
+__all__ = [
+    "effective_rank",
+    "approximate_rank",
+    "srank",
+    "feature_rank",
+    "matrix_rank",
+    "singular_values",
+    "all_ranks",
+    "dead_units",
+    "feature_norms",
+    "policy_variance",
+    "value_diversity",
+    "kl_k1",
+    "kl_k3",
+    "kl_gaussian",
+    "ratio_stats",
+]

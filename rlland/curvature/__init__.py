@@ -1,0 +1,43 @@
+"""Curvature of RL losses: Hessian-vector products, Lanczos eigenpairs, trace, spectral density, subspaces.
+
+Tools for the policy-gradient-subspace study (Schneider et al., ICLR 2024; reference
+``landscapes-and-subspaces.md`` part B) and PyHessian-style spectrum analysis, as pure functions that take
+a loss or an operator (``loss_fn(params) -> scalar``, ``matvec(v) -> H v`` on pytrees) and one PRNG key.
+Loop counts (``k``, ``num_iters``, ``num_probes``, ``num_samples``) are static Python ints; seeds and
+snapshots come from ``jax.vmap`` over keys and ``(params, key)``.
+
+    from functools import partial
+    from rlland import curvature
+    matvec = curvature.linearized_hvp(partial(loss, batch=batch), params)
+    eigvals, eigvecs = curvature.lanczos_eigh(matvec, params, k=100, key=key, num_iters=300)
+    frac = curvature.gradient_subspace_fraction(grad, eigvecs, ks=[1, 2, 5, 10, 20, 50, 100])
+
+Modules: ``hvp`` (hvp, linearized_hvp, dense_hessian), ``lanczos`` (lanczos_tridiag, lanczos_eigh),
+``stochastic`` (hutchinson_trace, slq_quadrature, spectral_density), ``subspace``
+(gradient_subspace_fraction, subspace_overlap, random_subspace_baseline, merge_eigenbases).
+"""
+from rlland.curvature.hvp import dense_hessian, hvp, linearized_hvp
+from rlland.curvature.lanczos import LanczosResult, lanczos_eigh, lanczos_tridiag
+from rlland.curvature.stochastic import hutchinson_trace, slq_quadrature, spectral_density
+from rlland.curvature.subspace import (
+    gradient_subspace_fraction,
+    merge_eigenbases,
+    random_subspace_baseline,
+    subspace_overlap,
+)
+
+__all__ = [
+    "hvp",
+    "linearized_hvp",
+    "dense_hessian",
+    "lanczos_eigh",
+    "lanczos_tridiag",
+    "LanczosResult",
+    "hutchinson_trace",
+    "slq_quadrature",
+    "spectral_density",
+    "gradient_subspace_fraction",
+    "subspace_overlap",
+    "random_subspace_baseline",
+    "merge_eigenbases",
+]

@@ -1,0 +1,65 @@
+"""Quality diversity: MAP-Elites archives, tessellations, emitters, QD metrics and Brax QD tasks.
+
+    from rlland import qd
+    centroids = qd.grid_centroids((32, 32), 0.0, 1.0)          # or qd.cvt_centroids(C, m, 0., 1., key)
+    archive = qd.Archive.empty(centroids, genotype_like, minval=0.0, maxval=1.0)   # qd.Archive.grid(...)
+    archive, info = archive.add(genotypes, fitnesses, descriptors)
+    qd.metrics(archive, f_min=...)      # study convention: sum(f - f_min); or offset=... (QDax: sum(f + offset))
+    task = qd.make_task("hopper", episode_length=1000)         # fitnesses, descriptors, extras = task.score(g, key)
+
+Specs: reference/representation-regions-qd.md parts C (dqd-rl, the study), D (QDax) and E.
+"""
+from rlland.qd.archive import IMPROVE_EXISTING, NEW, NOT_ADDED, AddInfo, Archive
+from rlland.qd.centroids import cvt_centroids, grid_centroids, grid_index, nearest_centroid
+from rlland.qd.emitters import GaussianParams, IsoLineParams, gaussian_emitter, iso_line_emitter
+from rlland.qd.map_elites import MapElitesState, map_elites_chunk, map_elites_init, map_elites_step
+from rlland.qd.metrics import (
+    DQD_RL_F_MIN,
+    DQD_RL_MAX_OBJECTIVE,
+    QDAX_REWARD_OFFSET,
+    archive_summary,
+    metrics,
+)
+
+_TASK_NAMES = ("STUDY_GRID_SHAPES", "TASK_NAMES", "QDTask", "Transitions", "make_task")
+
+
+def __getattr__(name):
+    # The Brax tasks import brax and mujoco; load them only when asked for, so that archives, emitters
+    # and metrics stay light to import.
+    if name in _TASK_NAMES:
+        from rlland.qd import tasks
+
+        return getattr(tasks, name)
+    raise AttributeError(f"module 'rlland.qd' has no attribute {name!r}")
+
+
+__all__ = [
+    "AddInfo",
+    "Archive",
+    "DQD_RL_F_MIN",
+    "DQD_RL_MAX_OBJECTIVE",
+    "GaussianParams",
+    "IMPROVE_EXISTING",
+    "IsoLineParams",
+    "MapElitesState",
+    "NEW",
+    "NOT_ADDED",
+    "QDAX_REWARD_OFFSET",
+    "QDTask",
+    "STUDY_GRID_SHAPES",
+    "TASK_NAMES",
+    "Transitions",
+    "archive_summary",
+    "cvt_centroids",
+    "gaussian_emitter",
+    "grid_centroids",
+    "grid_index",
+    "iso_line_emitter",
+    "make_task",
+    "map_elites_chunk",
+    "map_elites_init",
+    "map_elites_step",
+    "metrics",
+    "nearest_centroid",
+]

@@ -1,0 +1,74 @@
+"""Linear regions of ReLU policies (Cohan et al., NeurIPS 2022; reference ``representation-regions-qd.md`` B).
+
+``layers`` is always a list of ``(W, b)`` for the HIDDEN layers only, ``W`` of shape ``(in, out)``, a ReLU
+after each; a region is an activation pattern of all hidden neurons. Every function handles one policy /
+one segment / one trajectory; use ``jax.vmap`` for batches (segments, trajectories, seeds, snapshots).
+
+Exact 1-D counting (static buffer of ``max_pieces``, explicit ``overflow`` flag; at most
+``prod_k (width_k + 1)`` pieces on any line, see :func:`pieces_upper_bound`)::
+
+    n, overflow = regions.count_on_segment(layers, p0, p1)          # regions met by [p0, p1]
+    n, overflow = regions.count_on_line(layers, p0, p1)             # infinite line through p0, p1
+    res = regions.segment_breakpoints(layers, p0, p1)               # t, points, per-piece patterns
+
+Trajectories and random lines::
+
+    m = regions.trajectory_metrics(layers, states, mean=mu, std=sd)  # transitions, unique regions, densities
+    lc = regions.random_line_counts(key, layers, center, num_lines=100)
+
+2-D pictures::
+
+    part = regions.plane_partition(layers, three_states, resolution=200)
+    fig = regions.plot_plane_regions(layers, three_states)
+    fig = regions.plot_state_plane_trajectory(layers, trajectory_2d)
+"""
+from rlland.regions._common import activation_pattern, num_hidden_neurons, pieces_upper_bound, validate_layers
+from rlland.regions.counting import (
+    RegionCount,
+    SegmentRegions,
+    count_on_line,
+    count_on_segment,
+    segment_breakpoints,
+)
+from rlland.regions.plane import (
+    PlaneFrame,
+    PlanePartition,
+    grid_region_ids,
+    plane_frame,
+    plane_partition,
+    plot_plane_regions,
+    plot_state_plane_trajectory,
+    save_figure,
+)
+from rlland.regions.trajectory import (
+    LineCounts,
+    TrajectoryMetrics,
+    random_line_counts,
+    state_line_counts,
+    trajectory_metrics,
+)
+
+__all__ = [
+    "count_on_segment",
+    "count_on_line",
+    "segment_breakpoints",
+    "trajectory_metrics",
+    "random_line_counts",
+    "state_line_counts",
+    "plane_partition",
+    "plane_frame",
+    "grid_region_ids",
+    "plot_plane_regions",
+    "plot_state_plane_trajectory",
+    "save_figure",
+    "activation_pattern",
+    "num_hidden_neurons",
+    "pieces_upper_bound",
+    "validate_layers",
+    "RegionCount",
+    "SegmentRegions",
+    "TrajectoryMetrics",
+    "LineCounts",
+    "PlaneFrame",
+    "PlanePartition",
+]

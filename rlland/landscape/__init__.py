@@ -1,8 +1,36 @@
 """Return landscapes (Rahn et al., NeurIPS 2023): post-update return distributions and their statistics.
 
-Reference: ``landscapes-and-subspaces.md`` part A. For now this package holds the PURD statistics
-(:mod:`rlland.landscape.stats`); PURD sampling, interpolation and CVaR rejection will join it.
+Reference: ``landscapes-and-subspaces.md`` part A.
+
+* :mod:`~rlland.landscape.stats`: mean, std, quantiles, mode, LTP, CVaR of one PURD (A.5);
+* :mod:`~rlland.landscape.purd`: ``post_update_returns(update_fn, return_fn, params, key, num_samples,
+  chunk_size)`` and ``policy_returns(agent, ...)``, the study's evaluation protocol (A.4);
+* :mod:`~rlland.landscape.operators`: update operators ``td3_actor_step``, ``sac_actor_step``, ``ppo_update``,
+  ``k_steps``, ``param_noise`` (A.4, A.6);
+* :mod:`~rlland.landscape.interpolation`: ``interpolate`` and ``interpolation_purd`` (A.6);
+* :mod:`~rlland.landscape.reject`: ``reject_train``, post-update-CVaR rejection training (Algorithm 1, A.7);
+* :mod:`~rlland.landscape.io`: h5 writers / reader with documented layouts.
 """
+from rlland.landscape.interpolation import interpolate, interpolation_alphas, interpolation_purd
+from rlland.landscape.io import read_h5, write_interpolation_h5, write_purd_h5, write_reject_h5
+from rlland.landscape.operators import (UpdateOperator, default_operator, k_steps, param_noise, ppo_update,
+                                        sac_actor_step, td3_actor_step)
+from rlland.landscape.purd import evaluation_env, policy_returns, post_update_returns
+from rlland.landscape.reject import reject_train
 from rlland.landscape.stats import cvar, ltp, ltp_relative, mean, mode, quantiles, std, summarize
 
-__all__ = ["mean", "std", "quantiles", "mode", "ltp", "ltp_relative", "cvar", "summarize"]
+__all__ = [
+    # statistics
+    "mean", "std", "quantiles", "mode", "ltp", "ltp_relative", "cvar", "summarize",
+    # PURD sampling and evaluation
+    "post_update_returns", "policy_returns", "evaluation_env",
+    # update operators
+    "UpdateOperator", "td3_actor_step", "sac_actor_step", "ppo_update", "default_operator", "k_steps",
+    "param_noise",
+    # interpolation
+    "interpolate", "interpolation_alphas", "interpolation_purd",
+    # rejection training
+    "reject_train",
+    # files
+    "write_interpolation_h5", "write_purd_h5", "write_reject_h5", "read_h5",
+]

@@ -1,0 +1,147 @@
+"""Post-update return distributions (PURD): sample many independent updates of one policy, roll each out once.
+
+Source: Rahn et al., "Policy Optimization in a Noisy Neighborhood" (NeurIPS 2023); reference
+``landscapes-and-subspaces.md`` A.4 (``eval_policy/experiments/policy_variance.py``).
+
+For a snapshot with parameters theta, sample i (i = 0 .. N-1) is
+
+    k_i = split(key, N)[i],   (k_update_i, k_return_i) = split(k_i)
+    theta_i' = update_fn(theta, k_update_i)          e.g. one TD3 actor step on its own minibatch
+    R_i      = return_fn(theta_i', k_return_i)        e.g. one deterministic fixed-start episode
+
+and the PURD is {R_i}. ``update_fn`` and ``return_fn`` are plain functions (DESIGN principle 7): the operators in
+:mod:`rlland.landscape.operators` build ``update_fn`` from an agent and a snapshot, :func:`policy_returns` builds
+``return_fn`` from an agent, and any user function with the same signature works.
+
+Everything is for ONE snapshot of ONE seed; batches of seeds / snapshots / hyperparameters come from ``jax.vmap``
+over the snapshot (build the operator INSIDE the vmapped function, so it closes over the traced snapshot)::
+
+    def purd(snapshot, key):
+        return post_update_returns(td3_actor_step(agent, snapshot), policy_returns(agent), snapshot.params,
+                                   key, num_samples=1000, chunk_size=100)
+    returns = jax.jit(jax.vmap(purd))(snapshots, keys)      # dict of [num_seeds, 1000]
+
+Differences from the original code:
+
+* every sample gets its own keys for everything random in it (minibatch, reparameterisation noise, rollout); the
+  original broadcast one SAC noise key over a chunk (A.4 QUIRK), fixed here;
+* chunking (``chunk_size``) only bounds memory: the keys of sample i do not depend on the chunking, so chunked and
+  unchunked results agree;
+* both returns are kept side by side: ``undiscounted`` (what LTP / CVaR should use; the original's main dataset was
+  the DISCOUNTED one, A.4 QUIRK) and ``discounted`` with the textbook ``sum_t gamma^t r_t`` (the original weighted
+  the first reward by gamma, see :mod:`rlland.evaluate`).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+if TYPE_CHECKING:  # rlland.envs pulls in brax: imported where used, so `from rlland import landscape` stays light
+    from rlland.envs import Env
+
+UpdateFn = Callable[[Any, jax.Array], Any]  # (params, key) -> params'
+ReturnFn = Callable[[Any, jax.Array], Any]  # (params, key) -> rlland.evaluate.EpisodeResult
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be a positive int (it sets a shape), got {value!r}")
+    value = int(value.__index__())
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _as_returns(result) -> dict[str, jax.Array]:
+    if isinstance(result, Mapping) and "undiscounted" in result and "discounted" in result:
+        und, disc = result["undiscounted"], result["discounted"]
+    elif hasattr(result, "undiscounted") and hasattr(result, "discounted"):
+        und, disc = result.undiscounted, result.discounted
+    else:
+        raise TypeError("return_fn must return an rlland.evaluate.EpisodeResult (or anything with `undiscounted` "
+                        f"and `discounted` fields), got {type(result).__name__}")
+    und, disc = jnp.asarray(und), jnp.asarray(disc)
+    if und.shape != () or disc.shape != ():
+        raise ValueError("return_fn must return scalar returns for ONE updated policy, got shapes "
+                         f"{und.shape} and {disc.shape}")
+    return {"undiscounted": und, "discounted": disc}
+
+
+def post_update_returns(update_fn: UpdateFn, return_fn: ReturnFn, params, key: jax.Array, num_samples: int,
+                        chunk_size: int | None = None) -> dict[str, jax.Array]:
+    """PURD samples of ``params`` under ``update_fn``: ``dict(undiscounted=[N], discounted=[N])``.
+
+    Sample i applies ``update_fn(params, k_update_i)`` then ``return_fn(params', k_return_i)`` (formula in the
+    module docstring). Samples run vectorised: all ``num_samples`` at once with ``jax.vmap`` when ``chunk_size`` is
+    None, else ``jax.lax.map(..., batch_size=chunk_size)`` (a sequential scan over chunks of ``chunk_size`` vmapped
+    samples plus one vmapped remainder), so memory grows with ``chunk_size``, not ``num_samples`` (the original's
+    ``batch_size``, A.4). ``num_samples`` and ``chunk_size`` are static. Pure and traceable: jit it, vmap it over
+    seeds / snapshots.
+    """
+    num_samples = _positive_int("num_samples", num_samples)
+    if chunk_size is not None:
+        chunk_size = _positive_int("chunk_size", chunk_size)
+        if chunk_size >= num_samples:
+            chunk_size = None
+    if not callable(update_fn) or not callable(return_fn):
+        raise TypeError("update_fn and return_fn must be callables (params, key) -> ...")
+
+    def one(k):
+        k_update, k_return = jax.random.split(k)
+        return _as_returns(return_fn(update_fn(params, k_update), k_return))
+
+    keys = jax.random.split(key, num_samples)
+    if chunk_size is None:
+        return jax.vmap(one)(keys)
+    return jax.lax.map(one, keys, batch_size=chunk_size)
+
+
+def evaluation_env(env: "Env", fixed_start: bool = True, episode_length: int | None = None) -> "Env":
+    """``env`` with the evaluation protocol: fixed start (default; reference A.4: reset noise 0, default pose,
+    zero velocity) or random starts, and an optional new time limit. Reuses the env's dynamics; a Brax task is
+    rebuilt with ``reset_noise_scale=0`` when a fixed start is asked for (constructor kwargs other than the
+    backend are not carried over: pass your own ``Env`` to :func:`policy_returns` for those)."""
+    from rlland.envs import BraxCore, Env
+
+    length = env.episode_length if episode_length is None else _positive_int("episode_length", episode_length)
+    core = env.core
+    if bool(fixed_start) != env.fixed_start and isinstance(core, BraxCore):
+        core = BraxCore(env.name, core.env.backend, fixed_start=bool(fixed_start))
+    return Env(core, env.name, length, bool(fixed_start))
+
+
+def policy_returns(agent, env: "Env | None" = None, deterministic: bool = True, gamma: float = 0.99, *,
+                   fixed_start: bool = True, episode_length: int | None = None,
+                   num_episodes: int = 1) -> ReturnFn:
+    """``return_fn(params, key) -> EpisodeResult`` evaluating ``agent``'s policy with ``params``.
+
+    Default = the study's protocol (reference A.4): the DETERMINISTIC policy (TD3 mu(s), SAC tanh(mean), PPO
+    mean), ONE episode from the FIXED start state, counted until its first end, so the return is a deterministic
+    function of the parameters. Options: ``deterministic=False`` (TD3: Gaussian exploration noise of the config;
+    SAC / PPO: a policy sample), ``fixed_start=False`` (fresh random starts from the key), ``episode_length``
+    (time limit of the evaluation episode), ``num_episodes > 1`` (average of that many independent episodes, e.g.
+    the original's ``td3_opt_with_action`` used 10 noisy rollouts per updated policy), ``gamma`` (discounted return
+    ``sum_t gamma^t r_t``).
+
+    ``env`` is used as given (only ``episode_length`` overrides its limit); when None it is derived from
+    ``agent.env`` with :func:`evaluation_env` (``fixed_start``, ``episode_length``).
+    """
+    from rlland import evaluate
+    from rlland.envs import Env
+
+    num_episodes = _positive_int("num_episodes", num_episodes)
+    if env is None:
+        env = evaluation_env(agent.env, fixed_start, episode_length)
+    elif episode_length is not None:
+        env = Env(env.core, env.name, _positive_int("episode_length", episode_length), env.fixed_start)
+
+    def return_fn(params, key):
+        policy = evaluate.agent_policy(agent, params, deterministic)
+        if num_episodes == 1:
+            return evaluate.episode(env, policy, key, gamma)
+        return jax.tree.map(jnp.mean, evaluate.episodes(env, policy, key, num_episodes, gamma))
+
+    return return_fn

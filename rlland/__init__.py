@@ -4,5 +4,14 @@ Every computation is a pure function of (key, state, hyperparameters) for ONE se
 hyperparameters, snapshots and samples come from ``jax.vmap``. Submodules are imported on demand
 (``from rlland import curvature``) so that importing one study's tools does not pull in the others.
 """
+import os as _os
+
+# XLA's CPU "concurrency-optimized scheduler" (jaxlib 0.10.x) deadlocks on some nested vmap-of-scan programs
+# (a seed batch of PPO rollouts over Brax envs hangs forever with every thread waiting). Turning it off costs
+# nothing measurable and must happen before JAX starts its CPU backend, so rlland sets it at import time unless
+# the user already chose a value. Import rlland before running any JAX computation for it to take effect.
+_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
+if _FLAG not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + f" {_FLAG}=false").strip()
 
 __version__ = "0.1.0"

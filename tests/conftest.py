@@ -2,6 +2,8 @@
 import os
 import pathlib
 
+import rlland  # noqa: F401  (sets XLA flags before JAX starts its backend)
+
 import jax
 
 _CACHE = pathlib.Path(os.environ.get("RLLAND_JAX_CACHE", pathlib.Path(__file__).resolve().parents[1] / ".jax_cache"))

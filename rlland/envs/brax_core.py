@@ -20,6 +20,7 @@ class BraxCore:
         cls = brax_envs._envs[name]
         if fixed_start and "reset_noise_scale" in inspect.signature(cls.__init__).parameters:
             env_kwargs.setdefault("reset_noise_scale", 0.0)
+        self.env_kwargs = dict(env_kwargs)
         self.env = brax_envs.get_environment(name, backend=backend, **env_kwargs)
         self.observation_size = self.env.observation_size
         self.action_size = self.env.action_size

@@ -1,0 +1,30 @@
+"""Place the seed axis of a seed-batched pytree over devices.
+
+One process: a 1-D mesh over ``jax.devices()`` with the seed axis split across it; ``jit`` then runs each
+device's seeds where they live. Many hosts: call ``jax.distributed.initialize()`` first and the same mesh spans
+the global devices. When the number of seeds does not divide evenly, the batch stays on one device (said once).
+"""
+from __future__ import annotations
+
+import warnings
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def seed_sharding(num_seeds: int) -> NamedSharding | None:
+    """The sharding for a leading seed axis of length ``num_seeds``, or None if it cannot split evenly."""
+    devices = jax.devices()
+    if len(devices) == 1:
+        return None
+    if num_seeds % len(devices):
+        warnings.warn(f"{num_seeds} seeds do not split evenly over {len(devices)} devices; using one device")
+        return None
+    return NamedSharding(Mesh(np.array(devices), ("seed",)), PartitionSpec("seed"))
+
+
+def shard_seeds(tree, num_seeds: int):
+    """``tree`` with every leaf's leading (seed) axis split over the devices."""
+    sharding = seed_sharding(num_seeds)
+    return tree if sharding is None else jax.device_put(tree, sharding)

@@ -14,8 +14,29 @@ snapshots come from ``jax.vmap`` over keys and ``(params, key)``.
 
 Modules: ``hvp`` (hvp, linearized_hvp, dense_hessian), ``lanczos`` (lanczos_tridiag, lanczos_eigh),
 ``stochastic`` (hutchinson_trace, slq_quadrature, spectral_density), ``subspace``
-(gradient_subspace_fraction, subspace_overlap, random_subspace_baseline, merge_eigenbases).
+(gradient_subspace_fraction, subspace_overlap, random_subspace_baseline, merge_eigenbases), ``analysis``
+(actor/critic objectives of a training snapshot, their eigenbases and gradient-subspace fractions:
+``analyse_snapshot`` for one seed, vmapped over seeds by ``experiments/subspaces.py``).
 """
+from rlland.curvature.analysis import (
+    SUBSPACE_KS,
+    SUBSPACE_LOSSES,
+    Objective,
+    agent_objectives,
+    analyse_snapshot,
+    objective_gradients,
+    objective_spectrum,
+    off_policy_objectives,
+    on_policy_batch,
+    on_policy_objectives,
+    on_policy_rollouts,
+    part_loss,
+    replay_batch,
+    replay_minibatches,
+    resolve_subspace_sizes,
+    snapshot_subspaces,
+    subspace_fractions,
+)
 from rlland.curvature.hvp import dense_hessian, hvp, linearized_hvp
 from rlland.curvature.lanczos import LanczosResult, lanczos_eigh, lanczos_tridiag
 from rlland.curvature.stochastic import hutchinson_trace, slq_quadrature, spectral_density
@@ -40,4 +61,22 @@ __all__ = [
     "subspace_overlap",
     "random_subspace_baseline",
     "merge_eigenbases",
+    # analysis of training snapshots (rlland.curvature.analysis)
+    "SUBSPACE_KS",
+    "SUBSPACE_LOSSES",
+    "Objective",
+    "part_loss",
+    "resolve_subspace_sizes",
+    "objective_spectrum",
+    "objective_gradients",
+    "subspace_fractions",
+    "snapshot_subspaces",
+    "replay_batch",
+    "replay_minibatches",
+    "on_policy_batch",
+    "on_policy_rollouts",
+    "off_policy_objectives",
+    "on_policy_objectives",
+    "agent_objectives",
+    "analyse_snapshot",
 ]

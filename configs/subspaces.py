@@ -1,0 +1,51 @@
+"""Policy-gradient-subspace analysis settings: ``--config=configs/subspaces.py`` (the study's settings) or
+``--config=configs/subspaces.py:quick`` (small k and batches for a CPU look at a run in minutes).
+
+Used by ``experiments/subspaces.py --run_dir=<training run>``; see that module for the h5 layout. Defaults follow
+Schneider et al. 2024 (reference ``landscapes-and-subspaces.md`` B.2-B.4): top-100 eigenvectors of the actor and
+critic Hessians, fractions and overlaps at k in {1, 2, 5, 10, 20, 50, 100}, the whole replay buffer (TD3 / SAC)
+or 10^6 fresh samples (PPO) for the Hessian and the true gradient, 2048 // batch_size replay minibatches (or one
+PPO training rollout in the agent's minibatches) for the estimated gradient.
+"""
+import ml_collections
+
+SUBSPACE_KS = (1, 2, 5, 10, 20, 50, 100)
+
+
+def study() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        steps=(),  # snapshot steps to analyse, e.g. --config.steps="(50000, 550000)"; empty = every snapshot
+        seeds=(),  # seed indices, e.g. --config.seeds="(0, 1)"; empty = every seed of the run
+        seed=0,  # analysis keys: fold_in(fold_in(PRNGKey(seed), step), seed_index)
+        k=100,  # eigenvectors per Hessian (clipped to the block's parameter count)
+        # Lanczos steps (Krylov dimension, clipped to the parameter count). We do not restart as ARPACK does
+        # (the reference's eigsh used ncv = 2k + 1 = 201 with restarts), so use more and check the stored residuals.
+        num_iters=300,
+        ks=SUBSPACE_KS,  # levels for fractions and overlaps (clipped to k)
+        # TD3/SAC: transitions of the replay buffer for the Hessian / true gradient, 0 = the whole valid buffer
+        # (capped to the buffer's size); PPO: fresh on-policy samples (rounded up to whole rollouts), 0 = 10^6.
+        num_samples=0,
+        num_minibatches=0,  # TD3/SAC estimated gradient: 0 = 2048 // minibatch_size (PPO: must stay 0)
+        minibatch_size=0,  # TD3/SAC: 0 = the agent's batch_size (PPO: must stay 0)
+        chunk_size=0,  # TD3/SAC: evaluate the big-batch loss in chunks of this size to bound memory (0 = off)
+        combined=True,  # also the combined loss (actor + critic, merged eigenbasis), as the reference
+        overlap_steps=(),  # t1 steps for overlaps (must be analysed snapshots); empty = every analysed snapshot
+        figures=True,
+        figure_ks=(1, 10, 100),  # levels drawn in the fraction and overlap figures (clipped to what exists)
+    ))
+
+
+def quick() -> ml_collections.ConfigDict:
+    c = study()
+    c.k = 20
+    c.num_iters = 60
+    c.num_samples = 8192
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    if not arg or arg == "study":
+        return study()
+    if arg == "quick":
+        return quick()
+    raise ValueError(f"config argument must be empty, 'study' or 'quick', got {arg!r}")

@@ -1,0 +1,219 @@
+"""Policy-gradient-subspace analysis of a training run (rlland.curvature.analysis, experiments/subspaces.py).
+
+A module fixture trains a tiny TD3 run with ``train.run`` (probe_observation, 8-8 nets, 2 seeds, snapshots at two
+steps; the 64-slot buffer wraps, so snapshots keep their replay data), and a second one runs the experiment on it
+with k = 5. The actor has n = 97 parameters and num_iters = 128 is clipped to 97, so its Lanczos run spans the
+whole space and must reproduce the dense Hessian's eigenvalues; the critic (n = 210) uses 128 steps.
+"""
+import importlib.util
+import os
+import pathlib
+from functools import partial
+
+import jax
+import numpy as np
+import pytest
+
+from rlland import agents, checkpoint, curvature, envs, train
+from rlland.curvature import analysis
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_CPU_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+FAST = _CPU_FAST_COMPILE if jax.default_backend() == "cpu" else None
+K, STEPS, SEEDS = 5, (64, 128), 2
+
+
+def load_module(name, rel):
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+subspaces = load_module("experiments_subspaces", "experiments/subspaces.py")
+subspaces_config = load_module("configs_subspaces", "configs/subspaces.py")
+train_config = load_module("configs_train", "configs/train.py")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    c = train_config.base("td3", "probe_observation")
+    c.env.episode_length = None
+    c.agent.update(hidden_sizes=(8, 8), num_envs=2, batch_size=16, buffer_capacity=64, warmup_steps=16,
+                   learning_rate=1e-3)
+    c.num_seeds = SEEDS
+    c.total_steps = STEPS[-1]
+    c.eval_interval = c.checkpoint_interval = STEPS[0]
+    c.eval_episodes = 2
+    c.snapshot_steps = STEPS
+    c.wandb.mode = "disabled"
+    c.progress = False
+    path = str(tmp_path_factory.mktemp("td3_run"))
+    train.run(c, run_dir=path)
+    return path
+
+
+def analysis_config(**overrides):
+    c = subspaces_config.get_config()
+    c.k, c.num_iters, c.figure_ks = K, 128, (1, K)
+    c.update(overrides)
+    return c
+
+
+@pytest.fixture(scope="module")
+def result(run_dir):
+    c = analysis_config()
+    path = subspaces.analyse_run(c, run_dir, verbose=False, compiler_options=FAST)
+    data, attrs = subspaces.read_h5(path)
+    return c, data, attrs
+
+
+LOSSES = ("policy_loss", "value_function_loss", "combined_loss")
+LEVELS = (1, 2, 5)  # the study's ks clipped to k = 5
+
+
+def test_h5_has_the_documented_datasets(result):
+    c, d, attrs = result
+    assert list(d["steps"]) == list(STEPS) and list(d["seeds"]) == [0, 1]
+    assert list(d["num_samples"]) == [64, 64]  # the whole (full) buffer
+    assert attrs["rlland_layout"] == "subspaces" and attrs["config.k"] == K and attrs["algo"] == "td3"
+    assert list(attrs["config.ks"]) == list(curvature.SUBSPACE_KS)
+    n = {"policy_loss": 97, "value_function_loss": 210, "combined_loss": 307}
+    for loss in LOSSES:
+        assert list(d[f"ks/{loss}"]) == list(LEVELS)
+        assert int(d[f"num_parameters/{loss}"]) == n[loss]
+        assert d[f"eigenvalues/{loss}"].shape == (SEEDS, len(STEPS), K)
+        for name in (f"loss/{loss}", f"gradient_norm/{loss}"):
+            assert d[name].shape == (SEEDS, len(STEPS)) and np.all(np.isfinite(d[name]))
+        for k in LEVELS:
+            for gradient in ("true_gradient", "estimated_gradient"):
+                assert d[f"gradient_subspace_fraction_{k:03d}evs/{gradient}/{loss}"].shape == (SEEDS, len(STEPS))
+            np.testing.assert_allclose(d[f"random_subspace_baseline_{k:03d}evs/{loss}"], k / n[loss], rtol=1e-6)
+            for t1 in STEPS:
+                assert d[f"overlaps_top{k:03d}_checkpoint{t1:07d}/{loss}"].shape == (SEEDS, len(STEPS))
+        assert f"gradient_subspace_fraction_010evs/true_gradient/{loss}" not in d  # k = 10 > 5 eigenvectors
+    for loss in LOSSES[:2]:
+        assert d[f"eigenvalue_residuals/{loss}"].shape == (SEEDS, len(STEPS), K)
+
+
+def test_fractions_in_unit_interval_and_nondecreasing_in_k(result):
+    _, d, _ = result
+    for loss in LOSSES:
+        for gradient in ("true_gradient", "estimated_gradient"):
+            f = np.stack([d[f"gradient_subspace_fraction_{k:03d}evs/{gradient}/{loss}"] for k in LEVELS], -1)
+            assert np.all(np.isfinite(f)), (loss, gradient)
+            assert f.min() >= 0.0 and f.max() <= 1.0 + 1e-5, (loss, gradient, f)
+            assert np.all(np.diff(f, axis=-1) >= -1e-6), (loss, gradient, f)
+        # the gradient concentrates in the top curvature directions: above the random k/n baseline
+        assert np.all(d[f"gradient_subspace_fraction_005evs/true_gradient/{loss}"] >
+                      d[f"random_subspace_baseline_005evs/{loss}"])
+
+
+def test_overlaps(result):
+    _, d, _ = result
+    for loss in LOSSES:
+        for k in LEVELS:
+            first = d[f"overlaps_top{k:03d}_checkpoint{STEPS[0]:07d}/{loss}"]
+            last = d[f"overlaps_top{k:03d}_checkpoint{STEPS[1]:07d}/{loss}"]
+            np.testing.assert_allclose(first[:, 0], 1.0, atol=1e-4)  # a snapshot with itself
+            np.testing.assert_allclose(last[:, 1], 1.0, atol=1e-4)
+            assert np.all(np.isnan(last[:, 0]))  # t2 < t1: not defined
+            assert np.all((first[:, 1] >= -1e-6) & (first[:, 1] <= 1 + 1e-5))
+            assert np.all(first[:, 1] < 1.0 - 1e-4)  # training moved the subspace
+
+
+def test_eigenvalues_descending(result):
+    _, d, _ = result
+    for loss in LOSSES:
+        ev = d[f"eigenvalues/{loss}"]
+        assert np.all(np.isfinite(ev)) and np.all(np.diff(ev, axis=-1) <= 1e-6 * np.abs(ev).max())
+    # combined = merge of the two lists: its top eigenvalue is the larger top eigenvalue of the two blocks
+    top = np.maximum(d["eigenvalues/policy_loss"][..., 0], d["eigenvalues/value_function_loss"][..., 0])
+    np.testing.assert_allclose(d["eigenvalues/combined_loss"][..., 0], top)
+
+
+def test_hessian_eigenvalues_match_dense_hessian(run_dir, result):
+    """The stored eigenvalues (seed 0, first snapshot) are those of the dense Hessian of the same objective,
+    rebuilt here from the same key: TD3's actor loss w.r.t. the actor only (Krylov space = whole space), and
+    the critic loss w.r.t. the critic (128 of 210 steps)."""
+    _, d, _ = result
+    _, _, agent = train.load_run(run_dir)
+    state = checkpoint.select_seed(checkpoint.load_snapshot(run_dir, STEPS[0]), 0)
+    key = subspaces.snapshot_keys(0, STEPS[0], [0, 1])[0]
+    k_data, _ = jax.random.split(key)  # analyse_snapshot's split
+
+    @partial(jax.jit, compiler_options=FAST)
+    def dense(state, k_data):
+        objectives = analysis.agent_objectives(agent, state, k_data, num_samples=64)
+        actor = objectives["policy_loss"]
+        # the policy objective is a function of the actor's parameters only (critic held fixed) ...
+        assert jax.tree.structure(actor.params) == jax.tree.structure(state.params["actor"])
+        # ... and it is the agent's actor loss on the whole (full) buffer
+        batch = jax.tree.map(lambda x: x[:64], state.buffer.data)
+        losses = actor.loss(actor.params), agent.actor_loss(state.params, batch, None, state.hparams)[0]
+        hessians = {name: curvature.dense_hessian(o.loss, o.params) for name, o in objectives.items()}
+        return losses, hessians
+
+    (ours, direct), hessians = dense(state, k_data)
+    np.testing.assert_allclose(ours, direct, rtol=1e-5)
+    for loss, H in hessians.items():
+        H = np.asarray(H, np.float64)
+        np.testing.assert_allclose(H, H.T, atol=1e-4 * np.abs(H).max())
+        dense_top = np.linalg.eigvalsh((H + H.T) / 2)[::-1][:K]
+        np.testing.assert_allclose(d[f"eigenvalues/{loss}"][0, 0], dense_top, rtol=2e-3,
+                                   atol=2e-4 * abs(dense_top[0]))
+
+
+def test_figures_exist(run_dir, result):
+    for name in ("subspaces_eigenspectrum", "subspaces_fraction", "subspaces_overlap"):
+        path = os.path.join(run_dir, "figures", f"{name}.png")
+        assert os.path.getsize(path) > 10_000
+
+
+def test_bad_settings_raise(run_dir, result):
+    with pytest.raises(ValueError, match="num_iters"):
+        subspaces.analyse_run(analysis_config(num_iters=3), run_dir, verbose=False)
+    with pytest.raises(ValueError, match="overlap_steps"):
+        subspaces.analyse_run(analysis_config(overlap_steps=(7,)), run_dir, verbose=False)
+    with pytest.raises(ValueError, match="not available"):
+        subspaces.analyse_run(analysis_config(steps=(65,)), run_dir, verbose=False)
+    with pytest.raises(ValueError, match="seeds"):
+        subspaces.analyse_run(analysis_config(seeds=(0, 2)), run_dir, verbose=False)
+    with pytest.raises(ValueError, match="k"):
+        analysis.resolve_subspace_sizes(10, 0, 10)
+    ppo = agents.make("ppo", envs.make("probe_observation", episode_length=None),
+                      dict(hidden_sizes=(4,), num_envs=2, unroll_length=2, num_minibatches=2))
+    state = ppo.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="chunk_size"):
+        analysis.agent_objectives(ppo, state, jax.random.PRNGKey(1), 8, chunk_size=4)
+    with pytest.raises(ValueError, match="minibatching"):
+        analysis.agent_objectives(ppo, state, jax.random.PRNGKey(1), 8, num_minibatches=4)
+
+
+def test_ppo_snapshot_on_fresh_rollouts():
+    """PPO: the big batch is whole chained rollouts (>= num_samples), the minibatches one training rollout split
+    in the agent's minibatches; one jit(vmap) over 2 seeds gives fractions in [0, 1], nondecreasing in k."""
+    ppo = agents.make("ppo", envs.make("probe_observation", episode_length=None),
+                      dict(hidden_sizes=(4,), num_envs=4, unroll_length=3, num_minibatches=2))
+    assert analysis.on_policy_rollouts(ppo, 25) == 3  # 12 samples per rollout
+    states = jax.vmap(ppo.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+
+    def one(state, key):
+        objectives = analysis.agent_objectives(ppo, state, key, num_samples=25)
+        return (objectives["policy_loss"].minibatches[0].obs,
+                analysis.analyse_snapshot(ppo, state, key, k=3, num_iters=8, ks=(1, 3, 100), num_samples=25))
+
+    minibatch_obs, out = jax.jit(jax.vmap(one), compiler_options=FAST)(states,
+                                                                      jax.random.split(jax.random.PRNGKey(1), 2))
+    assert minibatch_obs.shape == (2, 2, 6, 1)  # [seed, minibatch, sample, obs]
+    batch = jax.eval_shape(lambda s, k: analysis.on_policy_batch(ppo, s.params, s.env_state, k, s.hparams, 3),
+                           checkpoint.select_seed(states, 0), jax.random.PRNGKey(2))
+    assert batch.obs.shape == (36, 1)  # 3 chained rollouts x 3 steps x 4 envs
+    assert set(out) == set(LOSSES)
+    for loss, o in out.items():
+        assert o["eigenvalues"].shape == (2, 3)
+        assert np.all(np.diff(np.asarray(o["eigenvalues"]), axis=-1) <= 1e-6)
+        for gradient in ("true_gradient", "estimated_gradient"):
+            f = np.asarray(o[gradient])
+            assert f.shape == (2, 2)  # levels (1, 3): 100 > k is dropped
+            assert np.all((f >= 0) & (f <= 1 + 1e-5)) and np.all(np.diff(f, axis=-1) >= -1e-6), (loss, f)

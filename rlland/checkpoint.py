@@ -8,7 +8,8 @@ Layout in a run directory::
 
 Orbax writes each step to a temporary directory and renames it when complete, so a killed run never leaves a
 half-written checkpoint that looks finished. A checkpoint that fails to restore is skipped with a warning and
-the previous one is used.
+the previous one is used; the driver moves such a checkpoint aside to ``checkpoints.failed/<env_step>`` (never
+deletes it) so that the resumed run can write that step again.
 
 Replay data in snapshots: the buffer is append-only until it wraps. If the run writes no more transitions than
 the buffer holds, every later checkpoint still contains the exact data a snapshot saw (the first ``size`` slots),
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 from typing import Any
 
@@ -32,10 +34,10 @@ def _abs(path: str) -> str:
     return os.path.abspath(path)
 
 
-def _manager(directory: str, keep: int | None = None, read_only: bool = False) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=not read_only,
-                                           read_only=read_only)
-    return ocp.CheckpointManager(_abs(directory), options=options)
+def _manager(directory: str, keep: int | None = None, read_only: bool = False, **kwargs) -> ocp.CheckpointManager:
+    """``read_only``: only read (creates nothing; orbax's own read_only mode logs a warning on every use)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=not read_only)
+    return ocp.CheckpointManager(_abs(directory), options=options, **kwargs)
 
 
 def to_dict(state: Any) -> dict:
@@ -54,8 +56,9 @@ def _encode(host: dict) -> dict:
 class Checkpoints:
     """The run's rolling checkpoints: full state (as a state dict) plus a host-side dict of numpy arrays."""
 
-    def __init__(self, run_dir: str, keep: int = 2):
-        self.manager = _manager(os.path.join(run_dir, "checkpoints"), keep)
+    def __init__(self, run_dir: str, keep: int = 2, read_only: bool = False):
+        self.directory = os.path.join(run_dir, "checkpoints")
+        self.manager = _manager(self.directory, keep, read_only=read_only)
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -65,19 +68,51 @@ class Checkpoints:
                                                         host=ocp.args.StandardSave(_encode(host))))
         self.manager.wait_until_finished()
 
-    def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
-        """(step, state, host) from the newest checkpoint that restores; None when there is none."""
+    def restore_latest(self, abstract_state: Any, set_aside: bool = False) -> tuple[int, Any, dict] | None:
+        """(step, state, host) from the newest checkpoint that restores; None when there is none.
+
+        ``abstract_state`` should carry the shardings to restore to (`rlland.sharding.with_sharding`). A checkpoint
+        that fails to restore is skipped with a warning. With ``set_aside``, once an older one has restored, the
+        failed ones are moved to ``checkpoints.failed/`` (kept, not deleted): orbax never writes a step at or below
+        its latest one, so a resumed run could otherwise not replace them. Raises ValueError (moving nothing) when
+        there are checkpoints and none of them restores, e.g. after a forced change of the network shapes.
+        """
         target = to_dict(abstract_state)
+        failed = []
         for step in reversed(self.steps()):
             try:
                 out = self.manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(target), host=ocp.args.StandardRestore()))
                 host = {k.replace("__", "/"): np.asarray(v) for k, v in dict(out["host"]).items()}
-                return step, from_dict(abstract_state, out["state"]), host
+                result = step, from_dict(abstract_state, out["state"]), host
+                break
             except Exception as err:  # a corrupt or partial checkpoint: say so, fall back to the previous one
-                warnings.warn(f"checkpoint at step {step} could not be restored ({type(err).__name__}: {err}); "
+                reason = f"{type(err).__name__}: {str(err)[:500]}"
+                failed.append((step, reason))
+                warnings.warn(f"checkpoint at step {step} could not be restored ({reason}); "
                               f"falling back to the previous checkpoint")
-        return None
+        else:
+            result = None
+        if failed and set_aside and result is not None:
+            for step, _ in failed:
+                self._set_aside(step)
+        if failed and result is None:
+            raise ValueError(f"no checkpoint in {self.directory} could be restored: "
+                             + "; ".join(f"step {s}: {e[:300]}" for s, e in failed)
+                             + " (nothing was moved or deleted)")
+        return result
+
+    def _set_aside(self, step: int) -> None:
+        src = os.path.join(self.directory, str(step))
+        dst = os.path.join(os.path.dirname(self.directory), "checkpoints.failed", str(step))
+        n = 0
+        while os.path.exists(dst if n == 0 else f"{dst}.{n}"):
+            n += 1
+        dst = dst if n == 0 else f"{dst}.{n}"
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.move(src, dst)
+        warnings.warn(f"moved the checkpoint that failed to restore to {dst}")
+        self.manager.reload()
 
 
 def snapshot_dict(state: Any, keep_buffer_data: bool) -> dict:
@@ -102,25 +137,45 @@ def load_snapshot(run_dir: str, step: int) -> Any:
     """The seed-batched training state as it was at ``step`` (use `select_seed` for one seed).
 
     The state has the agent's own type (e.g. ``OffPolicyState``), so the agent's losses and update steps apply.
-    For off-policy agents the replay buffer holds exactly the data present at ``step``: from the snapshot if it
-    stored it, else from the latest checkpoint (whose first ``size`` slots are that data, see module docstring).
-    Use `rlland.train.load_run` to rebuild the matching env and agent.
+    For off-policy agents the replay buffer holds exactly the data present at ``step`` (slots past ``size`` are
+    zero, as they were): from the snapshot if it stored it, else from the latest checkpoint (whose first ``size``
+    slots are that data, see module docstring); a ValueError says so if that checkpoint cannot give the exact view
+    (older than the snapshot, or its buffer has wrapped). Use `rlland.train.load_run` to rebuild the matching
+    env and agent.
     """
-    from rlland import train  # the run's config says how to rebuild the agent
+    from rlland import sharding, train  # the run's config says how to rebuild the agent
 
     steps = snapshot_steps(run_dir)
     if step not in steps:
         raise ValueError(f"no snapshot at step {step} in {run_dir}; available: {steps}")
     _, _, agent = train.load_run(run_dir)
     config = train.read_config(run_dir)
-    abstract = train.abstract_state(agent, config.num_seeds)
-    sd = dict(_manager(os.path.join(run_dir, "snapshots"), read_only=True).restore(
-        step, args=ocp.args.StandardRestore()))
-    if "buffer" in sd and "data" not in sd["buffer"]:
-        latest = Checkpoints(run_dir).restore_latest(abstract)
+    abstract = sharding.with_sharding(train.abstract_state(agent, config.num_seeds), config.num_seeds)
+    manager = _manager(os.path.join(run_dir, "snapshots"), read_only=True,
+                       item_handlers=ocp.StandardCheckpointHandler())
+    stored = manager.item_metadata(step)
+    has_data = "buffer" in stored and "data" in stored["buffer"]
+    target = snapshot_dict(abstract, keep_buffer_data=has_data)
+    sd = dict(manager.restore(step, args=ocp.args.StandardRestore(target)))
+    if "buffer" in sd and not has_data:
+        latest = Checkpoints(run_dir, read_only=True).restore_latest(abstract)
         if latest is None:
             raise ValueError(f"snapshot {step} needs the replay data of a checkpoint, and {run_dir} has none")
-        sd["buffer"] = dict(sd["buffer"]) | {"data": to_dict(latest[1].buffer)["data"]}
+        ckpt_step, ckpt_state, _ = latest
+        capacity = ckpt_state.buffer.capacity
+        written = int(np.max(np.asarray(getattr(ckpt_state, "env_steps", ckpt_state.buffer.size))))
+        if ckpt_step < step or written > capacity:
+            why = (f"the latest checkpoint (step {ckpt_step}) is older than the snapshot" if ckpt_step < step else
+                   f"its buffer has wrapped ({written} transitions written, capacity {capacity}) and overwritten "
+                   f"the data the snapshot saw")
+            raise ValueError(f"snapshot {step} of {run_dir} stores no replay data and cannot be viewed exactly: {why}")
+        size = np.asarray(sd["buffer"]["size"])  # [seeds]
+
+        def as_then(d):  # slots past the snapshot's size were still empty (zero) at that step
+            keep = (np.arange(capacity)[None, :] < size[:, None]).reshape(size.shape + (capacity,) + (1,) * (d.ndim - 2))
+            return jax.numpy.where(keep, d, jax.numpy.zeros_like(d))
+
+        sd["buffer"] = dict(sd["buffer"]) | {"data": jax.tree.map(as_then, to_dict(ckpt_state.buffer)["data"])}
     return from_dict(abstract, sd)
 
 

@@ -28,3 +28,17 @@ def shard_seeds(tree, num_seeds: int):
     """``tree`` with every leaf's leading (seed) axis split over the devices."""
     sharding = seed_sharding(num_seeds)
     return tree if sharding is None else jax.device_put(tree, sharding)
+
+
+def state_sharding(num_seeds: int) -> jax.sharding.Sharding:
+    """Where a seed-batched state lives: split over the devices, or on the default device."""
+    return seed_sharding(num_seeds) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+
+def with_sharding(abstract, num_seeds: int):
+    """``abstract`` (a tree of ShapeDtypeStruct) with each leaf placed as `state_sharding` says.
+
+    A restore target must carry its sharding: without one orbax reuses the saved layout and refuses a
+    checkpoint written on a different number of devices."""
+    sharding = state_sharding(num_seeds)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)

@@ -196,8 +196,8 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     iterations = chunk_env_steps // steps_per_iteration(agent)
     chunk_fn, eval_fn = make_chunk(agent, iterations), make_eval(agent, config.eval_episodes)
     ckpts = checkpoint.Checkpoints(run_dir, keep=config.keep_checkpoints)
-    abstract = abstract_state(agent, config.num_seeds)
-    restored = ckpts.restore_latest(abstract) if resuming else None
+    abstract = sharding.with_sharding(abstract_state(agent, config.num_seeds), config.num_seeds)
+    restored = ckpts.restore_latest(abstract, set_aside=True) if resuming else None
     if restored is None:
         step, history = 0, {}
         state = jax.jit(jax.vmap(agent.init))(seed_keys(config))

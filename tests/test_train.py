@@ -222,15 +222,16 @@ def test_ppo_run_results_h5_and_figure(tmp_path):
 def test_cli_killed_and_resumed_run_is_bitwise_identical(tmp_path):
     overrides = dict(TD3_OVERRIDES, total_steps=192, keep_checkpoints=2)
     args = cli_args("td3/probe_action", overrides)
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, "experiments/train.py", *args, f"--run_dir={killed}"],
-                            cwd=REPO, env=subprocess_env(RLLAND_TEST_PAUSE_AFTER_CHECKPOINT="3"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed, log = tmp_path / "killed", tmp_path / "killed.log"
+    with open(log, "w") as err:  # a file, not a pipe: a full pipe would block the child
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, "experiments/train.py", *args, f"--run_dir={killed}"],
+                                cwd=REPO, env=subprocess_env(RLLAND_TEST_PAUSE_AFTER_CHECKPOINT="3"),
+                                stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 240
         while not (killed / "checkpoints").is_dir() or not any(p.name.isdigit()
                                                                 for p in (killed / "checkpoints").iterdir()):
-            assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.stderr.read()[-3000:]}"
+            assert proc.poll() is None, f"the run ended before its first checkpoint: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)

@@ -21,6 +21,12 @@ Trajectories and random lines::
     part = regions.plane_partition(layers, three_states, resolution=200)
     fig = regions.plot_plane_regions(layers, three_states)
     fig = regions.plot_state_plane_trajectory(layers, trajectory_2d)
+
+Agents and snapshots (:mod:`rlland.regions.policy`; one seed, vmap over the snapshot's seed axis)::
+
+    layers = regions.actor_layers(agent, params)                     # hidden ReLU layers, obs-norm folded in
+    traj = regions.collect_trajectory(agent, params, env, key, 1000, "deterministic")   # states, mask
+    m = regions.policy_trajectory_metrics(agent, params, traj.states, traj.mask)
 """
 from rlland.regions._common import activation_pattern, num_hidden_neurons, pieces_upper_bound, validate_layers
 from rlland.regions.counting import (
@@ -71,4 +77,31 @@ __all__ = [
     "LineCounts",
     "PlaneFrame",
     "PlanePartition",
+]
+from rlland.regions.policy import (  # noqa: E402  (agents/snapshots -> region metrics)
+    POLICIES,
+    PolicyTrajectory,
+    actor_layers,
+    actor_trunk,
+    clipped_states,
+    collect_trajectory,
+    input_normalizer,
+    policy_line_counts,
+    policy_params,
+    policy_trajectory_metrics,
+    snapshot_region_metrics,
+)
+
+__all__ += [
+    "POLICIES",
+    "PolicyTrajectory",
+    "actor_layers",
+    "actor_trunk",
+    "clipped_states",
+    "collect_trajectory",
+    "input_normalizer",
+    "policy_line_counts",
+    "policy_params",
+    "policy_trajectory_metrics",
+    "snapshot_region_metrics",
 ]

@@ -1,0 +1,52 @@
+"""Linear-regions analysis settings: ``--config=configs/regions.py`` (the study's settings, reference B.2) or
+``--config=configs/regions.py:quick`` (short trajectories, few lines and a coarse plane: a CPU look in minutes).
+
+Used by ``experiments/regions.py --run_dir=<training run>``; see that module for the h5 layout. The run must have a
+ReLU actor (PPO's default is tanh: train with ``--config.agent.activation=relu``, as Cohan et al.'s SB3 PPO).
+Override anything on the command line, e.g. ``--config.num_lines=200 --config.steps="(50000, 950000)"``.
+"""
+import ml_collections
+
+
+def study() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        steps=(),  # snapshot steps to analyse, e.g. --config.steps="(50000, 550000)"; empty = every snapshot
+        seeds=(),  # seed indices of the run, e.g. --config.seeds="(0, 1)"; empty = every seed
+        seed=0,  # analysis keys: fold_in(PRNGKey(seed), seed_index), the same for every snapshot
+        fixed_step=-1,  # snapshot whose policy gives the "fixed" trajectories; -1 = the last snapshot of the run
+        length=0,  # steps per trajectory (scan length); 0 = the run's episode_length (1000 in the study)
+        fixed_start=False,  # start every trajectory from the env's fixed start state
+        policy="deterministic",  # fixed / current trajectories: "deterministic" (reference default) | "stochastic"
+        # episodes per kind: the reference uses one fixed and one current trajectory and 10 random ones
+        num_episodes=dict(fixed=1, current=1, random=10),
+        max_pieces=64,  # 1-D buffer per trajectory segment; doubled (up to the exact bound) on overflow
+        num_lines=100,  # lines per family (origin, mean), reference B.2 default
+        line_max_pieces=0,  # buffer per infinite line; 0 = min(prod(width + 1), max(64, 4 * hidden neurons))
+        piece_patterns=True,  # unique patterns over all pieces (the reference's num_regions); False is cheaper
+        episode_batch=0,  # > 0: trajectory metrics this many episodes at a time (bounds memory); 0 = all at once
+        plane=dict(
+            enabled=True,
+            resolution=200,  # grid points per side of the plane picture
+            margin=1.25,  # square half-side / circumradius, as the reference
+            gridlines=True,  # also count exactly along the 2R grid lines (a tighter lower bound)
+            anchor_seed=0,  # numpy seed for the three anchor states drawn from the fixed trajectory
+        ),
+        figures=True,
+    ))
+
+
+def quick() -> ml_collections.ConfigDict:
+    c = study()
+    c.length = 200
+    c.num_episodes.random = 2
+    c.num_lines = 20
+    c.plane.resolution = 100
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    if not arg or arg == "study":
+        return study()
+    if arg == "quick":
+        return quick()
+    raise ValueError(f"config argument must be empty, 'study' or 'quick', got {arg!r}")

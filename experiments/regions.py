@@ -1,0 +1,503 @@
+"""Linear regions of a run's actors over training (Cohan et al., NeurIPS 2022; reference B.2-B.3).
+
+    python experiments/train.py --config=configs/train.py:ppo/hopper --config.agent.activation=relu \
+        --run_dir=runs/ppo-hopper-relu
+    python experiments/regions.py --run_dir=runs/ppo-hopper-relu
+    python experiments/regions.py --run_dir=runs/ppo-hopper-relu --config=configs/regions.py:quick \
+        --config.steps="(5996544, 11993088)" --config.seeds="(0, 1)"
+
+The run's actor must be a ReLU MLP (``--config.agent.activation=relu`` when training; PPO defaults to tanh).
+For every seed (vmapped: one ``jit(vmap(...))`` over the seed axis of the snapshot) and every selected snapshot
+(host loop), with raw states and the snapshot's own observation normaliser (see :mod:`rlland.regions.policy`):
+
+* ``fixed``: ``num_episodes.fixed`` trajectories of the FINAL policy (snapshot ``fixed_step``, default the last),
+  collected once per seed and evaluated under every snapshot's network (the reference's fixed trajectory);
+* ``current``: ``num_episodes.current`` trajectories of each snapshot's own policy;
+* ``random``: ``num_episodes.random`` uniform-random-action trajectories, collected once per seed;
+* ``lines``: ``num_lines`` infinite lines through a state of the fixed trajectories and the origin of the input
+  space (``origin``) or the mean fixed-trajectory state (``mean``), counted exactly (reference "random lines").
+
+Keys: seed index ``s`` uses ``fold_in(PRNGKey(config.seed), s)`` split into (fixed, current, random, lines); the
+same keys serve every snapshot (common random numbers: start states and line draws do not change with the
+snapshot, so differences come from the networks). Trajectories are ``length`` steps (0 = the run's episode
+length) with a mask after the episode ends; metrics are exact (1-D breakpoint splitting). A segment or line
+whose pieces overflow the buffer is recomputed with a doubled buffer (up to the bound ``prod(width + 1)``, which
+cannot overflow), so no stored count is a silent lower bound; ``*/overflow`` says whether one still is.
+
+Kernels: every trajectory (all kinds, all snapshots) is collected by ONE compiled ``jit(vmap(seeds x episodes))``
+scan (the policy kind is a traced index, each episode picks its snapshot's params), then one compiled metrics
+kernel per snapshot (host loop) computes every metric for all seeds. Cost per snapshot scales with
+``S * (E_fixed + E_current + E_random) * length`` segments (static shapes: steps after an episode ended are
+computed and masked out, so a short ``length`` is cheaper, not a short episode), each a sort of about
+``max_pieces * (width + 1)`` values per layer; memory with ``piece_patterns`` is about
+``S * E * length * max_pieces * n`` bytes (n = hidden neurons): bound it with ``episode_batch``. Measured on a
+shared 2-core CPU (load ~8): 2 seeds x 2 snapshots of a 64-64 PPO actor, ``length`` 1000, 1 + 1 + 10 episodes,
+100 lines per family, a 200 x 200 plane: 58 s compile, 412 s run.
+
+``<run_dir>/regions.h5`` (``rlland_layout = "regions"``, version 1; S = selected seeds, N = snapshots,
+E = episodes of the kind, T = length, d = observation size, L = num_lines, R = plane resolution)::
+
+    steps                                int64  [N]           snapshot env steps
+    seeds                                int64  [S]           seed indices of the run
+    {fixed|current|random}/<metric>      float64 [S, N]       mean over the kind's E episodes (overflow: any)
+    {fixed|current|random}/episodes/<metric>      [S, N, E]   per episode
+        <metric>: transitions            sum_i (regions on [s_i, s_i+1] - 1)
+                  unique_patterns        distinct activation patterns over all pieces (reference num_regions)
+                  unique_patterns_states distinct patterns among the visited states
+                  length                 sum ||s_i+1 - s_i|| on raw states
+                  length_normalized      the same on the network's (normalised) inputs
+                  density                transitions / length
+                  density_per_neuron     transitions / (length * hidden neurons)   (the paper's normalised density)
+                  density_normalized     transitions / length_normalized
+                  timesteps              valid states (mask sum)
+                  clipped_states         valid states the obs normaliser clips (regions ignore the clip)
+                  overflow               a segment still overflowed (count is a lower bound)
+    fixed/states, fixed/mask             float32 [S, E, T, d], bool [S, E, T]     (raw states)
+    random/states, random/mask           float32 [S, E, T, d], bool [S, E, T]
+    current/states, current/mask         float32 [S, N, E, T, d], bool [S, N, E, T]
+    lines/{origin|mean}/counts           int32  [S, N, L]     regions on each infinite line
+    lines/{origin|mean}/overflow         bool   [S, N, L]
+    lines/{origin|mean}/mean, std        float64 [S, N]       over the lines
+    max_pieces/segments, max_pieces/lines  int64 [N]          buffers used per snapshot (after any doubling)
+    plane/region_ids                     int32  [R, R]        plane through three fixed-trajectory states of the
+                                                              first selected seed under the last snapshot
+    plane/anchors                        float32 [3, d]       the three states in the network's input space
+    plane/anchors_raw                    float32 [3, d]       the same, raw
+    plane/anchors_uv                     float32 [3, 2]
+    plane/num_regions, plane/num_regions_gridlines, plane/overflow    scalars (grid count = lower bound)
+    attrs: config.* (flattened analysis config), run_dir, algo, env, hidden_sizes, num_neurons,
+           normalize_observations, plane.seed, plane.step, plane.anchor_indices, compile_seconds, run_seconds
+
+Figures in ``<run_dir>/figures/``: ``regions_density.png`` (density and density per neuron vs env steps, per
+seed + mean, for fixed / current / random), ``regions_lines.png`` (mean regions per line vs steps),
+``regions_plane_seed<s>_step<step>.png`` and, for 2-D state spaces,
+``regions_state_plane_seed<s>_step<step>.png`` (the state plane with the fixed trajectory).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rlland import checkpoint, envs, regions, sharding, train
+from rlland.regions import policy as rp
+
+LAYOUT_VERSION = 1
+KINDS = ("fixed", "current", "random")
+METRICS = {  # h5 name -> TrajectoryMetrics field
+    "transitions": "num_transitions", "unique_patterns": "num_regions_pieces",
+    "unique_patterns_states": "num_regions_states", "length": "length", "length_normalized": "length_normalized",
+    "density": "density", "density_per_neuron": "density_per_neuron", "density_normalized": "density_normalized",
+    "timesteps": "num_timesteps", "overflow": "overflow",
+}
+_JSON = "json:"
+
+
+# -- keys, selection -------------------------------------------------------------------------------------------
+def seed_keys(seed: int, seeds) -> dict[str, jax.Array]:
+    """Per kind, keys [S, 2]: ``fold_in(PRNGKey(seed), s)`` split into fixed / current / random / lines."""
+    root = jax.random.PRNGKey(int(seed))
+    split = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(root, s), 4))(np.asarray(seeds))
+    return {name: split[:, i] for i, name in enumerate(("fixed", "current", "random", "lines"))}
+
+
+def episode_keys(keys: jax.Array, num: int) -> jax.Array:
+    """[S, 2] -> [S, num, 2]."""
+    return jax.vmap(lambda k: jax.random.split(k, num))(keys)
+
+
+def _select(tree, seeds, num_seeds):
+    seeds = list(range(num_seeds)) if not seeds else [int(s) for s in seeds]
+    bad = [s for s in seeds if not 0 <= s < num_seeds]
+    if bad or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {list(seeds)} must be distinct indices of the run's {num_seeds} seeds")
+    return jax.tree.map(lambda x: x[np.asarray(seeds)], tree), seeds
+
+
+def _line_buffer(c, layers_widths) -> int:
+    bound = regions.pieces_upper_bound(layers_widths)
+    if c.line_max_pieces:
+        return min(int(c.line_max_pieces), bound)
+    return min(bound, max(64, 4 * int(sum(layers_widths))))
+
+
+# -- kernels ---------------------------------------------------------------------------------------------------
+class _Kernels:
+    """Compiled ``jit(vmap over seeds)`` kernels, cached by their static arguments / shapes."""
+
+    def __init__(self, agent, env, length, compiler_options):
+        self.agent, self.env, self.length, self.options = agent, env, int(length), compiler_options
+        self.cache, self.compile_seconds = {}, 0.0
+
+    def _get(self, key, fn, *args):
+        if key not in self.cache:
+            t0 = time.perf_counter()
+            self.cache[key] = jax.jit(fn).lower(*args).compile(self.options)
+            self.compile_seconds += time.perf_counter() - t0
+        return self.cache[key]
+
+    def collect(self, stacked, param_index, modes, keys):
+        """Every trajectory of the analysis in one call (one compiled kernel for all kinds and snapshots).
+
+        ``stacked``: policy params [S, P, ...] (P policies per seed); ``param_index`` [E] int: which policy plays
+        episode e; ``modes`` [E] int: its kind (index in ``POLICIES``); ``keys`` [S, E, 2]. Returns a
+        PolicyTrajectory [S, E, T, ...]."""
+        agent, env, length = self.agent, self.env, self.length
+
+        def episode(ps, i, mode, k):
+            p = jax.tree.map(lambda x: x[i], ps)
+            return rp.collect_trajectory(agent, p, env, k, length, mode)
+
+        def per_seed(ps, idx, ms, ks):
+            return jax.vmap(episode, in_axes=(None, 0, 0, 0))(ps, idx, ms, ks)
+
+        fn = jax.vmap(per_seed, in_axes=(0, None, None, 0))
+        args = (stacked, jnp.asarray(param_index, jnp.int32), jnp.asarray(modes, jnp.int32), keys)
+        return self._get(("collect",) + tuple(np.shape(x) for x in args[1:]), fn, *args)(*args)
+
+    def metrics(self, params, trajectories, line_states, keys, *, num_lines, max_pieces, line_max_pieces,
+                piece_patterns, episode_batch):
+        agent = self.agent
+
+        def per_seed(p, trajs, lines, k):
+            return rp.snapshot_region_metrics(agent, p, trajs, lines, k, num_lines=num_lines, max_pieces=max_pieces,
+                                              line_max_pieces=line_max_pieces, piece_patterns=piece_patterns,
+                                              episode_batch=episode_batch)
+
+        fn = jax.vmap(per_seed)
+        shapes = tuple((k, t.states.shape) for k, t in trajectories.items())
+        key = ("metrics", shapes, max_pieces, line_max_pieces, num_lines, piece_patterns, episode_batch)
+        return self._get(key, fn, params, trajectories, line_states, keys)(params, trajectories, line_states, keys)
+
+
+# -- the analysis ----------------------------------------------------------------------------------------------
+def exact_counts(compute, max_pieces: int, line_pieces: int, bound: int, log=print):
+    """``compute(max_pieces, line_pieces) -> out`` (a :func:`rlland.regions.snapshot_region_metrics` result), called
+    again with the overflowing buffer(s) doubled (capped at ``bound`` = prod(width + 1), where no line or segment
+    can overflow) until nothing overflows. Returns ``(out, max_pieces, line_pieces)`` as finally used."""
+    max_pieces, line_pieces = min(int(max_pieces), bound), min(int(line_pieces), bound)
+    while True:
+        out = compute(max_pieces, line_pieces)
+        seg_over = any(np.any(out[k]["metrics"].overflow) for k in KINDS if k in out) and max_pieces < bound
+        line_over = any(np.any(lc.overflow) for lc in out["lines"].values()) and line_pieces < bound
+        if not (seg_over or line_over):
+            return out, max_pieces, line_pieces
+        if seg_over:
+            max_pieces = min(2 * max_pieces, bound)
+        if line_over:
+            line_pieces = min(2 * line_pieces, bound)
+        log(f"buffer overflow, recomputing with max_pieces {max_pieces} (segments), {line_pieces} (lines)")
+
+
+def _host(tree):
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,
+                compiler_options: dict | None = None) -> str:
+    """Run the analysis of the module docstring on ``run_dir``; returns the h5 path.
+
+    ``compiler_options`` go to XLA when the kernels are compiled (tests pass cheap-compile CPU options)."""
+    log = print if verbose else (lambda *a, **k: None)
+    run_config, run_env, agent = train.load_run(run_dir)
+    rp._check_relu(agent)
+    rp.actor_trunk(agent)
+    if c.policy not in ("deterministic", "stochastic"):
+        raise ValueError(f"config.policy must be 'deterministic' or 'stochastic', got {c.policy!r}")
+    available = checkpoint.snapshot_steps(run_dir)
+    steps = sorted({int(s) for s in c.steps}) if c.steps else available
+    missing = [s for s in steps if s not in available]
+    if not steps or missing:
+        raise ValueError(f"{run_dir}: snapshots {missing or 'none'} not available; it has {available}")
+    fixed_step = available[-1] if int(c.fixed_step) < 0 else int(c.fixed_step)
+    if fixed_step not in available:
+        raise ValueError(f"config.fixed_step {fixed_step} is not a snapshot of {run_dir}; it has {available}")
+    num_eps = {k: int(c.num_episodes[k]) for k in KINDS}
+    if min(num_eps.values()) < 1:
+        raise ValueError(f"config.num_episodes must be >= 1 for every kind, got {num_eps}")
+    length = int(c.length) or run_env.episode_length
+    if length < 2:
+        raise ValueError(f"trajectories need at least 2 steps, got length {length}")
+    env = run_env
+    if c.fixed_start:
+        e = run_config.env
+        env = envs.make(e.name, backend=e.backend, episode_length=e.episode_length, fixed_start=True,
+                        **dict(e.get("kwargs", {})))
+    widths = tuple(int(w) for w in agent.config.hidden_sizes)
+    bound = regions.pieces_upper_bound(widths)
+    max_pieces = min(int(c.max_pieces), bound)
+    line_pieces = _line_buffer(c, widths)
+    num_neurons = int(sum(widths))
+
+    kernels = _Kernels(agent, env, length, compiler_options)
+    t_start = time.perf_counter()
+    # Policy params of every analysed snapshot (and the fixed one), stacked [S, P, ...]: only what acting and the
+    # region metrics need (actor + observation normaliser), so P snapshots of big critics / buffers are not kept.
+    policy_steps = steps + ([fixed_step] if fixed_step not in steps else [])
+    seeds, per_policy = None, []
+    for step in policy_steps:
+        params, seeds = _select(checkpoint.load_snapshot(run_dir, step).params, c.seeds, run_config.num_seeds)
+        per_policy.append(rp.policy_params(params))
+    stacked = sharding.shard_seeds(jax.tree.map(lambda *x: jnp.stack(x, axis=1), *per_policy), len(seeds))
+    del per_policy
+    keys = seed_keys(c.seed, seeds)
+
+    # All trajectories in one kernel: [fixed E_f | random E_r | current of snapshot 0 E_c | ... ]
+    det = rp.policy_index(c.policy)
+    n_f, n_r, n_c = num_eps["fixed"], num_eps["random"], num_eps["current"]
+    fixed_i = policy_steps.index(fixed_step)
+    param_index = [fixed_i] * n_f + [fixed_i] * n_r + [i for i in range(len(steps)) for _ in range(n_c)]
+    modes = [det] * n_f + [rp.policy_index("random")] * n_r + [det] * (len(steps) * n_c)
+    ep_keys = jnp.concatenate([episode_keys(keys["fixed"], n_f), episode_keys(keys["random"], n_r),
+                               jnp.tile(episode_keys(keys["current"], n_c), (1, len(steps), 1))], axis=1)
+    trajs = kernels.collect(stacked, param_index, modes, ep_keys)
+    fixed = jax.tree.map(lambda x: x[:, :n_f], trajs)
+    random = jax.tree.map(lambda x: x[:, n_f:n_f + n_r], trajs)
+    current_all = jax.tree.map(lambda x: x[:, n_f + n_r:].reshape((x.shape[0], len(steps), n_c) + x.shape[2:]),
+                               trajs)
+
+    per_step, used = [], []
+    for j, step in enumerate(steps):
+        params = jax.tree.map(lambda x: x[:, j], stacked)
+        current = jax.tree.map(lambda x: x[:, j], current_all)
+        trajs = {"fixed": fixed, "current": current, "random": random}
+        compute = lambda mp, lp: _host(kernels.metrics(  # noqa: E731
+            params, trajs, fixed, keys["lines"], num_lines=int(c.num_lines), max_pieces=mp, line_max_pieces=lp,
+            piece_patterns=bool(c.piece_patterns), episode_batch=int(c.episode_batch)))
+        out, max_pieces, line_pieces = exact_counts(compute, max_pieces, line_pieces, bound,
+                                                    lambda msg: log(f"step {step}: {msg}"))
+        out["current_trajectory"] = _host(current)
+        per_step.append(out)
+        used.append((max_pieces, line_pieces))
+        m = {k: out[k]["metrics"] for k in KINDS}
+        log(f"step {step} ({len(seeds)} seeds): density fixed {np.nanmean(m['fixed'].density):.4g} "
+            f"current {np.nanmean(m['current'].density):.4g} random {np.nanmean(m['random'].density):.4g}; "
+            f"regions per line origin {out['lines']['origin'].counts.mean():.1f} "
+            f"mean {out['lines']['mean'].counts.mean():.1f}")
+
+    datasets = _collect(per_step, steps, seeds, _host(fixed), _host(random), used)
+    plane_attrs, partition, last = {}, None, jax.tree.map(lambda x: x[0], params)  # first seed, last snapshot
+    plane = bool(c.plane.enabled)
+    if plane:
+        try:  # needs three non-collinear valid states (so d >= 2): skip the picture, keep the analysis
+            plane_data, plane_attrs, partition = plane_analysis(agent, last, datasets["fixed/states"][0],
+                                                                datasets["fixed/mask"][0], c.plane, seed=seeds[0],
+                                                                step=steps[-1])
+            datasets |= plane_data
+        except ValueError as err:
+            log(f"warning: no plane picture: {err}")
+            plane = False
+    run_seconds = time.perf_counter() - t_start - kernels.compile_seconds
+    attrs = {"config": c.to_dict(), "run_dir": os.path.abspath(run_dir), "algo": run_config.algo,
+             "env": run_config.env.name, "hidden_sizes": list(widths), "num_neurons": num_neurons,
+             "normalize_observations": bool(agent.config.get("normalize_observations", False)),
+             "fixed_step": fixed_step, "length": length, "compile_seconds": kernels.compile_seconds,
+             "run_seconds": run_seconds} | plane_attrs
+    path = os.path.join(run_dir, "regions.h5")
+    write_h5(path, datasets, attrs)
+    log(f"wrote {path} (compile {kernels.compile_seconds:.1f}s, run {run_seconds:.1f}s)")
+    if c.figures:
+        for fig_path in figures(datasets, run_dir):
+            log(f"wrote {fig_path}")
+        if plane:
+            for fig_path in plane_figures(agent, last, partition, datasets["fixed/states"][0],
+                                          datasets["fixed/mask"][0], run_dir, c.plane, seed=seeds[0], step=steps[-1]):
+                log(f"wrote {fig_path}")
+    return path
+
+
+def _collect(per_step, steps, seeds, fixed, random, used) -> dict[str, np.ndarray]:
+    """Stack per-snapshot host results into the h5 datasets (snapshot axis second)."""
+    d = {"steps": np.asarray(steps, np.int64), "seeds": np.asarray(seeds, np.int64)}
+    stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  [S, ...] per step -> [S, N, ...]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN means (zero-length trajectories)
+        for kind in KINDS:
+            per_ep = {name: stack([getattr(o[kind]["metrics"], field) for o in per_step])
+                      for name, field in METRICS.items()}
+            per_ep["clipped_states"] = stack([o[kind]["clipped_states"] for o in per_step])
+            for name, v in per_ep.items():
+                d[f"{kind}/episodes/{name}"] = v
+                d[f"{kind}/{name}"] = v.any(-1) if v.dtype == bool else np.nanmean(v.astype(np.float64), -1)
+    for name, traj in (("fixed", fixed), ("random", random)):
+        d[f"{name}/states"], d[f"{name}/mask"] = traj.states, traj.mask
+    d["current/states"] = stack([o["current_trajectory"].states for o in per_step])
+    d["current/mask"] = stack([o["current_trajectory"].mask for o in per_step])
+    for through in ("origin", "mean"):
+        counts = stack([o["lines"][through].counts for o in per_step])
+        d[f"lines/{through}/counts"] = counts.astype(np.int32)
+        d[f"lines/{through}/overflow"] = stack([o["lines"][through].overflow for o in per_step])
+        d[f"lines/{through}/mean"] = counts.mean(-1, dtype=np.float64)
+        d[f"lines/{through}/std"] = counts.std(-1, dtype=np.float64)
+    d["max_pieces/segments"] = np.asarray([u[0] for u in used], np.int64)
+    d["max_pieces/lines"] = np.asarray([u[1] for u in used], np.int64)
+    return d
+
+
+# -- the plane through three states ----------------------------------------------------------------------------
+def plane_anchors(states: np.ndarray, mask: np.ndarray, seed: int, tries: int = 50) -> np.ndarray:
+    """Indices (episode, t) of three valid states in general position, drawn with ``np.random.default_rng(seed)``.
+
+    ``states`` [E, T, d], ``mask`` [E, T]. Raises ValueError if no non-collinear triple is found."""
+    if states.shape[-1] < 2:
+        raise ValueError(f"a plane through three states needs d >= 2, the states have d = {states.shape[-1]}")
+    valid = np.argwhere(mask)
+    if len(valid) < 3:
+        raise ValueError(f"the plane needs 3 valid states, the fixed trajectory has {len(valid)}")
+    rng = np.random.default_rng(int(seed))
+    for _ in range(tries):
+        idx = valid[rng.choice(len(valid), 3, replace=False)]
+        a, b, cc = (states[e, t].astype(np.float64) for e, t in idx)
+        p, q = b - a, cc - a
+        gram = np.array([[p @ p, p @ q], [p @ q, q @ q]])
+        if np.linalg.det(gram) > 1e-12 * max(1.0, np.trace(gram)) ** 2:
+            return idx
+    raise ValueError("no three non-collinear states found in the fixed trajectory for the plane picture")
+
+
+def plane_analysis(agent, params, states, mask, plane_c, *, seed, step):
+    """Plane partition through three fixed-trajectory states (network input space) of one seed's ``params``.
+
+    Returns ``(datasets, attrs, partition)`` (datasets/attrs as in the module docstring's ``plane/...``)."""
+    idx = plane_anchors(states, mask, plane_c.anchor_seed)
+    raw = np.stack([states[e, t] for e, t in idx]).astype(np.float32)
+    mean, std = (np.asarray(x) for x in rp.input_normalizer(agent, params))
+    anchors = ((raw - mean) / std).astype(np.float32)
+    layers = rp.actor_layers(agent, params, fold_obs_norm=False)
+    part = regions.plane_partition(layers, anchors, resolution=int(plane_c.resolution), margin=plane_c.margin,
+                                   gridlines=bool(plane_c.gridlines))
+    data = {"plane/region_ids": np.asarray(part.region_ids, np.int32), "plane/anchors": anchors,
+            "plane/anchors_raw": raw, "plane/anchors_uv": np.asarray(part.frame.anchors_uv, np.float32),
+            "plane/num_regions": np.asarray(part.num_regions), "plane/overflow": np.asarray(part.overflow),
+            "plane/num_regions_gridlines": np.asarray(part.num_regions_gridlines)}
+    attrs = {"plane.seed": int(seed), "plane.step": int(step), "plane.anchor_indices": idx.tolist()}
+    return data, attrs, part
+
+
+def plane_figures(agent, params, partition, states, mask, run_dir, plane_c, *, seed, step) -> list[str]:
+    """The plane picture of ``partition`` and, for 2-D state spaces, the state plane with the first trajectory of
+    ``states`` [E, T, d] / ``mask`` [E, T] (raw states, the policy's normaliser applied)."""
+    layers = rp.actor_layers(agent, params, fold_obs_norm=False)
+    r = partition.region_ids.shape[0]
+    n_grid, n_lines = int(partition.num_regions), int(partition.num_regions_gridlines)
+    title = f"seed {seed}, step {step}: >= {max(n_grid, n_lines)} regions ({r}x{r} grid: {n_grid}"
+    title += f", grid lines: {n_lines})" if n_lines >= 0 else ")"
+    fig = regions.plot_plane_regions(layers, None, partition=partition, seed=int(plane_c.anchor_seed), title=title)
+    paths = [os.path.join(run_dir, "figures", f"regions_plane_seed{seed}_step{step}.png")]
+    regions.save_figure(fig, paths[-1])
+    if states.shape[-1] == 2:
+        mean, std = (np.asarray(x) for x in rp.input_normalizer(agent, params))
+        traj = states[0][mask[0]]
+        if len(traj) >= 2:
+            fig = regions.plot_state_plane_trajectory(layers, traj, mean=mean, std=std,
+                                                      resolution=int(plane_c.resolution))
+            paths.append(os.path.join(run_dir, "figures", f"regions_state_plane_seed{seed}_step{step}.png"))
+            regions.save_figure(fig, paths[-1])
+    return paths
+
+
+# -- figures and h5 --------------------------------------------------------------------------------------------
+def figures(d: dict[str, np.ndarray], run_dir: str) -> list[str]:
+    """Density vs env steps (per seed + mean) for every kind, and mean regions per line vs env steps."""
+    from rlland import plotting
+
+    steps, seeds = d["steps"], d["seeds"]
+    paths = []
+    fig, axes = plotting.plt.subplots(2, 3, figsize=(13, 7), sharex=True, squeeze=False)
+    for j, kind in enumerate(KINDS):
+        for i, (name, label) in enumerate((("density", "transitions / length"),
+                                           ("density_per_neuron", "transitions / (length x neurons)"))):
+            ax = axes[i, j]
+            plotting.seed_curves(ax, steps, d[f"{kind}/{name}"], label=f"mean of {len(seeds)} seeds")
+            ax.set(ylabel=label, title=f"{kind} trajectories" if i == 0 else None)
+            ax.grid(alpha=0.3)
+            if i == 1:
+                ax.set_xlabel("env steps")
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle("linear-region density along trajectories (thin: seeds)")
+    fig.tight_layout()
+    paths.append(plotting.save(fig, os.path.join(run_dir, "figures", "regions_density.png")))
+
+    fig, ax = plotting.plt.subplots(figsize=(6, 4))
+    for through in ("origin", "mean"):
+        plotting.seed_curves(ax, steps, d[f"lines/{through}/mean"], label=f"lines through the {through}")
+    ax.set(xlabel="env steps", ylabel="regions per infinite line", title="regions on lines through visited states")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(plotting.save(fig, os.path.join(run_dir, "figures", "regions_lines.png")))
+    return paths
+
+
+def _flatten_attrs(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten_attrs(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _attr_value(v):
+    if isinstance(v, (bool, int, float, str, np.generic)):
+        return v
+    arr = np.asarray(v) if isinstance(v, (list, tuple)) and v else None
+    if arr is not None and arr.dtype.kind in "biuf":
+        return arr
+    return _JSON + json.dumps(v, default=str)
+
+
+def write_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict) -> None:
+    """Write ``datasets`` (names with '/' make groups) and flattened ``attrs`` to ``path`` atomically."""
+    import h5py
+
+    tmp = path + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        for name, value in datasets.items():
+            f.create_dataset(name, data=np.asarray(value))
+        for k, v in _flatten_attrs(attrs).items():
+            f.attrs[k] = _attr_value(v)
+        f.attrs["rlland_layout"] = "regions"
+        f.attrs["rlland_layout_version"] = LAYOUT_VERSION
+    os.replace(tmp, path)
+
+
+def read_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
+    """``(datasets by full name, decoded attributes)`` of a file written by :func:`write_h5`."""
+    import h5py
+
+    def decode(v):
+        v = v.decode() if isinstance(v, bytes) else v
+        return json.loads(v[len(_JSON):]) if isinstance(v, str) and v.startswith(_JSON) else v
+
+    data = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: data.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+        attrs = {k: decode(v) for k, v in f.attrs.items()}
+    return data, attrs
+
+
+def main(argv):
+    del argv
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:  # orbax logs every restore at INFO
+        logging.set_verbosity(logging.WARNING)
+    analyse_run(flags.FLAGS.config, flags.FLAGS.run_dir)
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "regions.py")
+    config_flags.DEFINE_config_file("config", _DEFAULT, "linear-regions analysis config file (path[:study|quick])")
+    flags.DEFINE_string("run_dir", None, "run directory written by experiments/train.py", required=True)
+    app.run(main)

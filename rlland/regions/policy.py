@@ -1,0 +1,328 @@
+"""Glue between rlland agents / snapshots and the region metrics (Cohan et al. 2022, reference B.1-B.2).
+
+Everything here is written for ONE seed (one policy's ``params``); batches of seeds come from ``jax.vmap`` over
+the seed axis of a snapshot (``checkpoint.load_snapshot(run_dir, step).params``), episodes from a vmap over keys.
+
+Which layers: a region is an activation pattern of the actor's hidden ReLU neurons (the policy MLP only, action
+head excluded, as the reference's ``mlp_extractor.policy_net``). :func:`actor_layers` reads them from the actor's
+trunk, :func:`actor_trunk` says where that trunk lives per actor type (checked against the param tree):
+
+=====================================  =====================  ====================================
+actor (agent)                          trunk                  head(s), excluded
+=====================================  =====================  ====================================
+``DeterministicActor`` (TD3)           ``_Head_0/MLP_0``      ``_Head_0/Dense_0`` (then tanh)
+``GaussianActor`` (PPO)                ``_Head_0/MLP_0``      ``_Head_0/Dense_0`` (mean), ``log_std``
+``TanhGaussianActor`` (SAC)            ``MLP_0``              ``Dense_0`` (mean), ``Dense_1`` (log-std)
+=====================================  =====================  ====================================
+
+Only ReLU actors have linear regions in this sense; another activation raises ValueError (train with
+``--config.agent.activation=relu``; PPO's default is tanh).
+
+Observation normalisation (agent config ``normalize_observations``; ``params["obs_norm"]`` is a
+:class:`rlland.normalization.RunningStats`): the network sees ``z = clip((s - mean) / sqrt(var + 1e-8), -10, 10)``.
+Two equivalent ways are offered:
+
+* ``actor_layers(agent, params)`` (default ``fold_obs_norm=True``) folds the affine part into the first layer,
+  ``W'_0 = W_0 / std[:, None]``, ``b'_0 = b_0 - (mean / std) @ W_0``, so the layers take RAW states - the safe
+  default for any caller of :mod:`rlland.regions`;
+* ``actor_layers(agent, params, fold_obs_norm=False)`` + ``input_normalizer(agent, params) -> (mean, std)`` keeps
+  the network's own first layer and lets :func:`rlland.regions.trajectory_metrics` normalise (so that its
+  ``length_normalized`` is the reference's length in normalised space). :func:`policy_trajectory_metrics` and
+  :func:`policy_line_counts` do this.
+
+Both ignore the clip at +-10 (deliberate): the regions are those of the MLP on the unclipped normalised input,
+which is the network's own partition wherever no component of a state is more than 10 running stds from the
+running mean (the reference's VecNormalize used ``clip_obs=inf``). :func:`clipped_states` counts the states
+where the clip is active, so a result affected by it is visible (the experiment stores it).
+
+Trajectories (:func:`collect_trajectory`): one episode from ``env.reset`` as a fixed-length scan of ``length``
+steps; ``states[t]`` is the observation acted on at step t, ``mask[t]`` is True until the episode ends (the
+terminal observation is excluded, as in the reference; after the end the env autoresets and those states are
+masked out). Policies: ``"deterministic"`` (``agent.act(..., deterministic=True)``, the reference's default),
+``"stochastic"`` (the agent's sampling policy) or ``"random"`` (uniform actions in [-1, 1], the reference's
+random trajectories). The kind may also be its index in :data:`POLICIES` as a traced int (:func:`policy_index`),
+so one compiled kernel collects every kind. :func:`policy_params` keeps the part of the params that acting and the
+metrics need (``actor`` and ``obs_norm``), for stacking many snapshots cheaply.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rlland import networks
+from rlland.regions._common import validate_layers
+from rlland.regions.counting import count_on_line, count_on_segment
+from rlland.regions.trajectory import LineCounts, TrajectoryMetrics, trajectory_metrics
+
+__all__ = [
+    "POLICIES",
+    "PolicyTrajectory",
+    "actor_trunk",
+    "actor_layers",
+    "input_normalizer",
+    "policy_index",
+    "policy_params",
+    "collect_trajectory",
+    "clipped_states",
+    "policy_trajectory_metrics",
+    "policy_line_counts",
+    "snapshot_region_metrics",
+]
+
+POLICIES = ("deterministic", "stochastic", "random")
+CLIP = 10.0  # RunningStats.normalize's default clip
+_NORM_EPS = 1e-8  # RunningStats.normalize: sqrt(var + 1e-8)
+
+_TRUNKS = ((networks.DeterministicActor, "_Head_0/MLP_0"), (networks.GaussianActor, "_Head_0/MLP_0"),
+           (networks.TanhGaussianActor, "MLP_0"))
+
+
+class PolicyTrajectory(NamedTuple):
+    """One episode: ``states`` ``(T, d)`` raw observations, ``mask`` ``(T,)`` bool (False after the end)."""
+
+    states: jax.Array
+    mask: jax.Array
+
+
+def actor_trunk(agent) -> str:
+    """Path of the actor's hidden-layer MLP inside its param dict (see the module table)."""
+    actor = getattr(agent, "actor", None)
+    for cls, trunk in _TRUNKS:
+        if isinstance(actor, cls):
+            return trunk
+    raise TypeError(f"actor_trunk: unsupported actor {type(actor).__name__} of agent {agent!r}; supported: "
+                    f"{', '.join(c.__name__ for c, _ in _TRUNKS)}")
+
+
+def _check_relu(agent) -> None:
+    act = getattr(agent.actor, "activation", None)
+    if act != "relu":
+        raise ValueError(f"linear regions need a ReLU actor, but {agent.name}'s actor uses activation {act!r}; "
+                         "train it with --config.agent.activation=relu")
+
+
+def _uses_obs_norm(agent) -> bool:
+    return bool(agent.config.get("normalize_observations", False))
+
+
+def input_normalizer(agent, params) -> tuple[jax.Array, jax.Array]:
+    """``(mean, std)`` with the network input ``(s - mean) / std`` (clip ignored, see the module docstring).
+
+    Identity ``(0, 1)`` when the agent does not normalise observations. ``std = sqrt(var + 1e-8)`` exactly as
+    :meth:`RunningStats.normalize`. One seed's params (vmap for many).
+    """
+    d = agent.env.observation_size
+    if not _uses_obs_norm(agent):
+        return jnp.zeros((d,), jnp.float32), jnp.ones((d,), jnp.float32)
+    stats = params["obs_norm"]
+    return stats.mean, jnp.sqrt(stats.var + _NORM_EPS)
+
+
+def actor_layers(agent, params, *, fold_obs_norm: bool = True) -> list[tuple[jax.Array, jax.Array]]:
+    """The actor's hidden ``(W, b)`` layers (W of shape (in, out)), the input of :mod:`rlland.regions`.
+
+    Args:
+      agent: a TD3 / SAC / PPO agent with a ReLU actor (ValueError otherwise).
+      params: ONE seed's params dict (``state.params``: ``"actor"`` and ``"obs_norm"``); vmap for many.
+      fold_obs_norm: when the agent normalises observations, fold the normaliser into the first layer so that
+        the layers take raw states (default). With False the layers take normalised inputs; pair them with
+        :func:`input_normalizer`. Without observation normalisation both are the same.
+    """
+    _check_relu(agent)
+    trunk = actor_trunk(agent)
+    try:
+        layers = networks.hidden_layers(params["actor"], trunk=trunk)
+    except (KeyError, TypeError) as err:
+        actor = params.get("actor", {}) if isinstance(params, dict) else params
+        keys = list(actor.get("params", actor)) if isinstance(actor, dict) else type(actor).__name__
+        raise ValueError(f"actor_layers: no trunk {trunk!r} in params['actor'] (top-level keys {keys}); pass one "
+                         "seed's full params dict (state.params)") from err
+    layers = validate_layers(layers, agent.env.observation_size)
+    if fold_obs_norm and _uses_obs_norm(agent):
+        mean, std = input_normalizer(agent, params)
+        w0, b0 = layers[0]
+        layers = [(w0 / std[:, None], b0 - (mean / std) @ w0)] + layers[1:]
+    return layers
+
+
+POLICY_KEYS = ("actor", "obs_norm")
+
+
+def policy_params(params: dict) -> dict:
+    """The part of an agent's params that acting and the region metrics read: ``{"actor", "obs_norm"}``.
+
+    TD3 / SAC / PPO ``act`` and :func:`actor_layers` use nothing else, so stacking many snapshots needs only this
+    (critics, targets and temperatures are dropped). Works on seed-batched params too."""
+    missing = [k for k in POLICY_KEYS if k not in params]
+    if missing:
+        raise ValueError(f"params lack {missing}; expected an agent's params dict with keys {POLICY_KEYS} "
+                         f"(got {sorted(params)})")
+    return {k: params[k] for k in POLICY_KEYS}
+
+
+def _action(agent, params, obs, key, mode):
+    """Action for ``mode`` = index into POLICIES; a traced index lets one compiled kernel serve every kind."""
+    def deterministic(k):
+        return agent.act(params, obs, k, deterministic=True).astype(jnp.float32)
+
+    def stochastic(k):
+        return agent.act(params, obs, k, deterministic=False).astype(jnp.float32)
+
+    def random(k):
+        return jax.random.uniform(k, (agent.env.action_size,), jnp.float32, -1.0, 1.0)
+
+    if isinstance(mode, int):
+        return (deterministic, stochastic, random)[mode](key)
+    return jax.lax.switch(mode, (deterministic, stochastic, random), key)
+
+
+def policy_index(policy) -> Any:
+    """``POLICIES.index(policy)`` for a name; an int (or traced int array) is passed through."""
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        return POLICIES.index(policy)
+    return policy
+
+
+def collect_trajectory(agent, params, env, key, length: int, policy="deterministic") -> PolicyTrajectory:
+    """One episode of at most ``length`` steps as fixed-shape ``states (length, d)`` and ``mask (length,)``.
+
+    Args:
+      agent, params: the policy (one seed's params; vmap for many). ``params`` is unused for ``"random"``.
+      env: the environment (e.g. ``agent.env``, or one made with ``fixed_start=True``).
+      key: start state and action noise (split per step).
+      length: scan length (static); an episode that lasts longer is cut, one that ends earlier is masked.
+      policy: ``"deterministic"``, ``"stochastic"`` or ``"random"``; or its index in :data:`POLICIES` as a
+        traced int, so that one compiled kernel serves every kind.
+    ``states[t]`` is the observation acted on at step t; ``mask[t]`` is False once a step before t terminated or
+    truncated the episode (the terminal observation itself is not included, reference B.2).
+    """
+    length = int(length)
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    mode = policy_index(policy)
+    k_reset, k_steps = jax.random.split(key)
+
+    def one(carry, k):
+        state, alive = carry
+        k_act, k_env = jax.random.split(k)
+        obs = state.obs
+        state, out = env.step(state, _action(agent, params, obs, k_act, mode), k_env)
+        return (state, alive & ~(out.terminated | out.truncated)), (obs, alive)
+
+    _, (states, mask) = jax.lax.scan(one, (env.reset(k_reset), jnp.ones((), bool)), jax.random.split(k_steps, length))
+    return PolicyTrajectory(states.astype(jnp.float32), mask)
+
+
+def clipped_states(agent, params, states, mask=None) -> jax.Array:
+    """Number of valid states with a normalised component beyond the +-10 clip (0 without normalisation)."""
+    if not _uses_obs_norm(agent):
+        return jnp.zeros((), jnp.int32)
+    mean, std = input_normalizer(agent, params)
+    out = jnp.any(jnp.abs((states - mean) / std) > CLIP, axis=-1)
+    if mask is not None:
+        out = out & mask
+    return jnp.sum(out.astype(jnp.int32))
+
+
+def policy_trajectory_metrics(agent, params, states, mask=None, *, max_pieces: int = 64,
+                              piece_patterns: bool = True) -> TrajectoryMetrics:
+    """:func:`rlland.regions.trajectory_metrics` of raw ``states`` ``(T, d)`` under the actor of ``params``.
+
+    Layers unfolded + the params' normaliser, so ``length`` is on raw states and ``length_normalized`` on the
+    network's (unclipped) inputs, as the reference. One trajectory, one seed: vmap for more.
+    """
+    mean, std = input_normalizer(agent, params)
+    return trajectory_metrics(actor_layers(agent, params, fold_obs_norm=False), states, mean=mean, std=std,
+                              mask=mask, max_pieces=max_pieces, piece_patterns=piece_patterns)
+
+
+def policy_line_counts(agent, params, key, states, mask=None, *, num_lines: int, through: str = "origin",
+                       segment_length=None, max_pieces: int = 1024) -> LineCounts:
+    """Region counts on lines through a state and the origin (or the states' mean), reference B.2.
+
+    Each of ``num_lines`` lines passes through a valid state drawn uniformly (with replacement) from
+    ``states[mask]`` and through the anchor: the origin of the network's input space (``through="origin"``) or
+    the mean of the valid states (``"mean"``), all in normalised input space. Counted on the infinite line (or
+    on a segment of ``segment_length`` centred on the anchor). As :func:`rlland.regions.state_line_counts`, with
+    a mask for padded trajectories and the agent's normaliser applied.
+    """
+    if through not in ("origin", "mean"):
+        raise ValueError(f"through must be 'origin' or 'mean', got {through!r}")
+    states = jnp.asarray(states)
+    if states.ndim != 2 or states.shape[1] != agent.env.observation_size:
+        raise ValueError(f"states must have shape (T, {agent.env.observation_size}), got {states.shape}")
+    mask = jnp.ones(states.shape[:1], bool) if mask is None else jnp.asarray(mask, bool)
+    if mask.shape != states.shape[:1]:
+        raise ValueError(f"mask must have shape {states.shape[:1]}, got {mask.shape}")
+    layers = actor_layers(agent, params, fold_obs_norm=False)
+    mean, std = input_normalizer(agent, params)
+    return _line_counts(key, layers, (states - mean) / std, mask, None if segment_length is None else
+                        jnp.asarray(segment_length), num_lines=int(num_lines), through=through,
+                        max_pieces=int(max_pieces))
+
+
+@functools.partial(jax.jit, static_argnames=("num_lines", "through", "max_pieces"))
+def _line_counts(key, layers, x, mask, segment_length, num_lines, through, max_pieces) -> LineCounts:
+    w = mask.astype(x.dtype)
+    # uniform over the valid states (all of them if none is valid, which only happens for an empty trajectory)
+    logits = jnp.where(jnp.any(mask), jnp.log(w), jnp.zeros_like(w))
+    picked = x[jax.random.categorical(key, logits, shape=(num_lines,))]
+    anchor = jnp.zeros_like(x[0]) if through == "origin" else (w @ x) / jnp.maximum(w.sum(), 1.0)
+    diff = picked - anchor
+    norm = jnp.linalg.norm(diff, axis=-1, keepdims=True)
+    u = jnp.where(norm > 0, diff / jnp.where(norm > 0, norm, 1.0), 0.0)
+    anchors = jnp.broadcast_to(anchor, u.shape)
+    if segment_length is None:
+        res = jax.vmap(lambda a, d: count_on_line(layers, a, a + d, max_pieces=max_pieces))(anchors, u)
+    else:
+        half = 0.5 * segment_length.astype(x.dtype)
+        res = jax.vmap(lambda a, d: count_on_segment(layers, a - half * d, a + half * d, max_pieces=max_pieces))(
+            anchors, u)
+    return LineCounts(res.count, res.overflow, anchors, u)
+
+
+def _over_episodes(fn, trajectory: PolicyTrajectory, episode_batch: int):
+    """``fn(states, mask)`` over the leading episode axis: vmap, or ``lax.map`` in batches to bound memory."""
+    if episode_batch and episode_batch < trajectory.states.shape[0]:
+        return jax.lax.map(lambda sm: fn(*sm), (trajectory.states, trajectory.mask), batch_size=int(episode_batch))
+    return jax.vmap(fn)(trajectory.states, trajectory.mask)
+
+
+def snapshot_region_metrics(agent, params, trajectories: dict[str, PolicyTrajectory], line_states: PolicyTrajectory,
+                            key, *, num_lines: int, max_pieces: int = 64, line_max_pieces: int = 1024,
+                            piece_patterns: bool = True, episode_batch: int = 0) -> dict:
+    """Every region metric of one policy (one seed of one snapshot); vmap over seeds.
+
+    Args:
+      agent, params: the policy (one seed's params).
+      trajectories: name -> :class:`PolicyTrajectory` with a leading episode axis ``(E, T, d)`` / ``(E, T)``
+        (e.g. ``{"fixed": ..., "current": ..., "random": ...}``), raw states.
+      line_states: the states the lines are drawn through (a :class:`PolicyTrajectory`, any leading axes).
+      key: for the lines (the "origin" and "mean" families get independent draws).
+      num_lines, line_max_pieces: lines per family, buffer per line. max_pieces: buffer per trajectory segment.
+      episode_batch: > 0: compute the trajectories' metrics ``episode_batch`` episodes at a time (``lax.map``)
+        instead of all at once, to bound memory (about ``T * max_pieces * n`` bytes per episode).
+    Returns:
+      ``{name: {"metrics": TrajectoryMetrics [E], "clipped_states": [E]}, ..., "lines": {"origin": LineCounts,
+      "mean": LineCounts}}`` (counts ``(num_lines,)``).
+    """
+    out = {}
+    for name, traj in trajectories.items():
+        def one(states, mask):
+            m = policy_trajectory_metrics(agent, params, states, mask, max_pieces=max_pieces,
+                                          piece_patterns=piece_patterns)
+            return {"metrics": m, "clipped_states": clipped_states(agent, params, states, mask)}
+
+        out[name] = _over_episodes(one, traj, episode_batch)
+    d = line_states.states.shape[-1]
+    flat_states, flat_mask = line_states.states.reshape(-1, d), line_states.mask.reshape(-1)
+    k_origin, k_mean = jax.random.split(key)
+    out["lines"] = {through: policy_line_counts(agent, params, k, flat_states, flat_mask, num_lines=num_lines,
+                                                through=through, max_pieces=line_max_pieces)
+                    for through, k in (("origin", k_origin), ("mean", k_mean))}
+    return out

@@ -74,8 +74,8 @@ class Agent:
         unknown = set(overrides) - set(self.HPARAMS)
         if unknown:
             raise ValueError(f"{self.name}: unknown hyperparameters {sorted(unknown)}; traced ones: {self.HPARAMS}")
-        for k, v in overrides.items():
-            if k in self.POSITIVE and not np.all(np.asarray(v) > 0):
+        for k, v in overrides.items():  # concrete values are checked here; traced ones (inside vmap) cannot be
+            if k in self.POSITIVE and not isinstance(v, jax.core.Tracer) and not np.all(np.asarray(v) > 0):
                 raise ValueError(f"{self.name}: hyperparameter {k} must be > 0, got {v}")
         values = {k: self.config[k] for k in self.HPARAMS} | overrides
         return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}

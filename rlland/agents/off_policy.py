@@ -4,6 +4,22 @@ One `step` = every one of ``num_envs`` envs takes one action (uniform random dur
 env steps, the agent's exploration policy after), the transitions enter the replay buffer, then, once more than
 ``warmup_steps`` env steps were collected, ``updates_per_step`` gradient updates each on a fresh minibatch. This
 matches the study's loop (reference A.1: random actions for steps 1..10000, updates from step 10001).
+
+Representation diagnostics (config ``log_every`` > 0, default 0 = off; reference ``representation-regions-qd.md``
+A.2-A.3; :mod:`rlland.representation.diagnostics`): on iterations ``i % log_every == 0`` (i = iterations done
+before this one, so the first logs) the step's metrics get, after the iteration's updates, on a fresh replay
+minibatch of ``log_samples`` transitions (uniform with replacement, the buffer's own sampler; its key is derived
+with ``fold_in`` so the training stream is unchanged):
+
+    repr/{actor,critic1,critic2}_{pre,post}/{effective_rank, approximate_rank, srank, feature_rank,
+                                             matrix_rank, lambda_1}                     ("ranks")
+    repr/{actor,critic1,critic2}_post/dead_units                                        ("dead_units")
+    repr/{actor,critic1,critic2}_{pre,post}/{norm, avg, std}                            ("norms")
+
+(critic1/critic2: the two heads of the twin critic, on the buffer's (s, a)). ``log_metrics`` selects the groups;
+the default is ranks and dead units. Other iterations give NaN (chunk value = nanmean over the logged
+iterations); under a plain vmap over seeds every iteration pays for the diagnostics, under
+``jax.vmap(..., axis_name="seed")`` only logging iterations do (see ``diagnostics.every``).
 """
 from __future__ import annotations
 
@@ -17,6 +33,10 @@ from rlland.agents.base import Agent, HParams, Params
 from rlland.buffers import ReplayBuffer, Transition, check_fits, memory_bytes
 from rlland.envs import EnvState
 from rlland.normalization import RunningStats
+from rlland.representation import diagnostics
+
+LOG_GROUPS = ("ranks", "dead_units", "norms")
+_LOG_STREAM = 0x726570  # fold_in constant of the diagnostics' minibatch key ("rep")
 
 
 class OffPolicyState(struct.PyTreeNode):
@@ -42,6 +62,14 @@ class OffPolicyAgent(Agent):
                              f"({c.buffer_capacity})")
         if c.warmup_steps < 0:
             raise ValueError(f"{self.name}: warmup_steps must be >= 0, got {c.warmup_steps}")
+        if "log_every" in c:  # representation diagnostics (td3, sac)
+            if int(c.log_every) != c.log_every or c.log_every < 0:
+                raise ValueError(f"{self.name}: config.log_every must be an int >= 0 (0 = off), got {c.log_every}")
+            if int(c.log_samples) != c.log_samples or c.log_samples < 1:
+                raise ValueError(f"{self.name}: config.log_samples must be a positive int, got {c.log_samples}")
+            unknown = set(c.log_metrics) - set(LOG_GROUPS)
+            if unknown:
+                raise ValueError(f"{self.name}: unknown config.log_metrics {sorted(unknown)}; valid: {LOG_GROUPS}")
 
     # -- to implement ---------------------------------------------------------------------------------------
     def init_params(self, key: jax.Array, hp: HParams) -> dict: ...
@@ -114,7 +142,29 @@ class OffPolicyAgent(Agent):
         return state.replace(params=params, opt_state=opt_state, updates=n, key=key), metrics
 
     def step(self, state: OffPolicyState) -> tuple[OffPolicyState, dict]:
-        """One training iteration: collect, then update."""
+        """One training iteration: collect, then update (then the diagnostics, when ``log_every`` > 0)."""
+        iteration = state.env_steps // self.config.num_envs
         state, episodes = self.collect(state)
         state, metrics = self.train(state)
+        log_every = self.config.get("log_every", 0)
+        if log_every:
+            k_log = jax.random.fold_in(state.key, _LOG_STREAM)
+            metrics = metrics | diagnostics.every(iteration, log_every, self.representation_metrics, state.params,
+                                                  state.buffer, k_log)
         return state, metrics | episodes
+
+    def representation_metrics(self, params: dict, buffer: ReplayBuffer, key: jax.Array) -> dict:
+        """``repr/...`` rank (and dead-unit / norm) scalars of the actor's and both critics' penultimate features,
+        pre- and post-activation, on a replay minibatch of ``log_samples`` transitions (see the module docstring)."""
+        c = self.config
+        groups = set(c.log_metrics)
+        batch = buffer.sample(key, c.log_samples)
+        obs = self.normalize(params, batch.obs)
+        _, actor = self.actor.apply(params["actor"], obs, with_features=True)
+        _, critic = self.critic.apply(params["critic"], obs, batch.action, with_features=True)  # leaves [2, N, D]
+        mats = {f"actor_{k}": actor[k] for k in ("pre", "post")}
+        mats |= {f"critic{i + 1}_{k}": critic[k][i] for i in range(2) for k in ("pre", "post")}
+        dead = c.activation if "dead_units" in groups and diagnostics.supports_dead_units(c.activation) else None
+        out = diagnostics.feature_summary(mats, ranks="ranks" in groups, norms="norms" in groups,
+                                          dead_units_activation=dead)
+        return {f"repr/{k}": v for k, v in out.items()}

@@ -14,21 +14,63 @@ is stored and the env clips it to [-1, 1].
 Where the study differs: its GAE (cleanrl's) treats a time limit as a termination and bootstraps nothing at
 truncation; here a truncated step bootstraps from V(s'_t) of its true final observation. Seeds are vmapped
 rather than run in a Python loop, and each seed gets its own key (the study's ``random_seed`` was ignored).
+
+PFO (Moalla et al. 2024, reference ``representation-regions-qd.md`` A.6; :mod:`rlland.representation.pfo`):
+
+    L += pfo_coef * mean_n mean_d (phi(s_n) - phi_old(s_n))^2  +  pfo_critic_coef * (the same for the critic)
+
+phi = the penultimate PRE-activation (``pfo="last"``) or every hidden pre-activation concatenated (``pfo="all"``),
+phi_old = phi at collection time, stored in the rollout (``Trajectory.features`` -> ``Batch.features_old``).
+``pfo_coef`` and ``pfo_critic_coef`` are traced (default 0). ``pfo`` is static: ``"auto"`` (default) means
+``"last"`` when either coefficient in the CONFIG is nonzero and ``"off"`` otherwise; ``"off"`` stores no features
+and adds no term (the default path is exactly the plain PPO above). To sweep the coefficient through
+``hparams`` with a zero config value, set ``pfo="last"`` (or ``"all"``) explicitly.
+
+Representation diagnostics (``log_every`` > 0; reference A.2-A.4; :mod:`rlland.representation.diagnostics`): every
+``log_every`` iterations (``updates % log_every == 0``, so the first iteration logs) the step's metrics dict gets
+``repr/...`` scalars computed on ``log_samples`` rows of the rollout batch drawn without replacement (the whole
+batch if it is smaller; the reference uses the whole batch), with the parameters at the START of the update
+(before the epochs, i.e. the rollout's) and at its END (after all epochs), on the same rows:
+
+    repr/{start,end}/{actor,critic}_{pre,post}/{effective_rank, approximate_rank, srank, feature_rank,
+                                                matrix_rank, lambda_1, norm, avg, std}         ("ranks", "norms")
+    repr/{start,end}/{actor,critic}_post/dead_units                                            ("dead_units")
+    repr/{start,end}/{policy_variance, value_avg, value_std}                                   ("diversity")
+    repr/end/ratio_{mean,std,max,min}[_below|_above], repr/end/ratio_fraction_{below,above,outside}
+                                                                                               ("trust_region")
+    repr/end/kl_{analytic,k1,k3}   KL(start || end) on the batch's actions                    ("kl")
+    repr/drift/{actor,critic}_{pre,post,all_pre}   mean_n mean_d (phi_end - phi_start)^2      ("drift")
+
+``log_metrics`` selects the groups in parentheses. Other iterations give NaN for these keys, so the chunk value
+is meant to be their nanmean over the chunk (a plain mean is NaN unless every iteration logs). Under a plain vmap
+over seeds the gate is a select and every iteration pays for the diagnostics; under ``jax.vmap(...,
+axis_name="seed")`` only logging iterations do (see ``diagnostics.every``). Their cost is bounded by the fixed
+``log_samples``. Dead units are logged for relu / gelu / tanh / leaky_relu only (undefined for other activations).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import distrax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import struct
 
 from rlland import networks
 from rlland.agents.base import Agent, HParams, adam, apply_grads
 from rlland.envs import EnvState
 from rlland.normalization import RunningStats
+from rlland.representation import diagnostics
+from rlland.representation.diversity import policy_variance, value_diversity
+from rlland.representation.kl import kl_gaussian, kl_k1, kl_k3
+from rlland.representation.pfo import feature_drift, pfo_features, pfo_loss
+from rlland.representation.trust_region import ratio_stats
+
+
+LOG_GROUPS = ("ranks", "dead_units", "norms", "diversity", "trust_region", "kl", "drift")
+PFO_MODES = ("auto", "off", "last", "all")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -37,6 +79,10 @@ def default_config() -> ml_collections.ConfigDict:
         normalize_observations=False, adam_eps=1e-5,
         learning_rate=2.6e-3, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0, vf_coef=2.0,
         max_grad_norm=1.0,
+        # PFO (reference A.6): static variant "auto" | "off" | "last" | "all"; traced coefficients (0 = off)
+        pfo="auto", pfo_coef=0.0, pfo_critic_coef=0.0,
+        # representation diagnostics (reference A.2-A.4): every log_every iterations (0 = off), on log_samples rows
+        log_every=0, log_samples=2048, log_metrics=LOG_GROUPS,
     ))
 
 
@@ -51,6 +97,7 @@ class Trajectory(NamedTuple):
     terminated: jax.Array
     truncated: jax.Array
     final_obs: jax.Array
+    features: Any = None  # PFO only: {"actor": phi_old, "critic": phi_old} [T, E, D], else None
 
 
 class Batch(NamedTuple):
@@ -62,6 +109,7 @@ class Batch(NamedTuple):
     value: jax.Array  # V_old(s)
     advantage: jax.Array
     target: jax.Array  # return target R = A + V_old
+    features_old: Any = None  # PFO only: {"actor": phi_old, "critic": phi_old} [batch, D], else None
 
 
 class PPOState(struct.PyTreeNode):
@@ -90,7 +138,8 @@ def gae(traj: Trajectory, next_value: jax.Array, gamma, lam) -> tuple[jax.Array,
 
 class PPO(Agent):
     name = "ppo"
-    HPARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm")
+    HPARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm",
+               "pfo_coef", "pfo_critic_coef")
     POSITIVE = ("learning_rate", "num_envs", "unroll_length", "num_minibatches", "epochs", "max_grad_norm",
                 "adam_eps")
     UNIT = ("gamma", "gae_lambda")
@@ -103,6 +152,31 @@ class PPO(Agent):
                              f"by num_minibatches ({c.num_minibatches})")
         self.actor = networks.GaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation)
         self.critic = networks.VCritic(tuple(c.hidden_sizes), c.activation)
+        if c.pfo not in PFO_MODES:
+            raise ValueError(f"ppo: config.pfo must be one of {PFO_MODES}, got {c.pfo!r}")
+        coefs = {"pfo_coef": c.pfo_coef, "pfo_critic_coef": c.pfo_critic_coef}
+        if c.pfo == "auto":
+            self.pfo = "last" if any(v != 0 for v in coefs.values()) else "off"
+        else:
+            self.pfo = c.pfo
+        if self.pfo == "off" and any(v != 0 for v in coefs.values()):
+            raise ValueError(f"ppo: config.pfo='off' but PFO coefficients are nonzero ({coefs}); use pfo='last', "
+                             f"'all' or 'auto'")
+        if int(c.log_every) != c.log_every or c.log_every < 0:
+            raise ValueError(f"ppo: config.log_every must be an int >= 0 (0 = no diagnostics), got {c.log_every}")
+        if int(c.log_samples) != c.log_samples or c.log_samples < 1:
+            raise ValueError(f"ppo: config.log_samples must be a positive int, got {c.log_samples}")
+        unknown = set(c.log_metrics) - set(LOG_GROUPS)
+        if unknown:
+            raise ValueError(f"ppo: unknown config.log_metrics {sorted(unknown)}; valid: {LOG_GROUPS}")
+
+    def hparams(self, **overrides):
+        concrete = [overrides[k] for k in ("pfo_coef", "pfo_critic_coef")
+                    if k in overrides and not isinstance(overrides[k], jax.core.Tracer)]  # checkable values
+        if self.pfo == "off" and any(np.any(np.asarray(v) != 0) for v in concrete):
+            raise ValueError("ppo: nonzero PFO coefficient requested but PFO is off for this agent (config.pfo "
+                             "resolved to 'off'); build the agent with config.pfo='last' or 'all' to sweep it")
+        return super().hparams(**overrides)
 
     def tx(self, hp):
         return adam(hp, eps=self.config.adam_eps, max_grad_norm=hp["max_grad_norm"])
@@ -110,12 +184,17 @@ class PPO(Agent):
     def normalize(self, params, obs):
         return params["obs_norm"].normalize(obs) if self.config.normalize_observations else obs
 
+    def init_networks(self, k_actor, k_critic) -> dict:
+        """Freshly initialised ``{"actor", "critic", "obs_norm"}`` params (what ``init`` uses; the plasticity
+        probe's random twin)."""
+        obs = jnp.zeros((1, self.env.observation_size))
+        return {"actor": self.actor.init(k_actor, obs), "critic": self.critic.init(k_critic, obs),
+                "obs_norm": RunningStats.create(self.env.observation_size)}
+
     def init(self, key, hparams=None) -> PPOState:
         hp = self._resolve_hparams(hparams)
         k_actor, k_critic, k_env, k_next = jax.random.split(key, 4)
-        obs = jnp.zeros((1, self.env.observation_size))
-        params = {"actor": self.actor.init(k_actor, obs), "critic": self.critic.init(k_critic, obs),
-                  "obs_norm": RunningStats.create(self.env.observation_size)}
+        params = self.init_networks(k_actor, k_critic)
         nets = {k: params[k] for k in ("actor", "critic")}
         env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.config.num_envs))
         return PPOState(params=params, opt_state=self.tx(hp).init(nets), env_state=env_state, key=k_next,
@@ -127,6 +206,18 @@ class PPO(Agent):
 
     def value(self, params, obs):
         return self.critic.apply(params["critic"], self.normalize(params, obs))
+
+    def policy_and_features(self, params, obs) -> tuple[distrax.Distribution, dict]:
+        """pi(.|s) and the actor's features dict (``pre``, ``post``, ``hidden_pre``), one forward pass."""
+        (mean, log_std), feats = self.actor.apply(params["actor"], self.normalize(params, obs), with_features=True)
+        return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), feats
+
+    def value_and_features(self, params, obs) -> tuple[jax.Array, dict]:
+        return self.critic.apply(params["critic"], self.normalize(params, obs), with_features=True)
+
+    def pfo_phi(self, feats: dict) -> jax.Array:
+        """phi of reference A.6 from a features dict: last pre-activation, or all of them (``pfo="all"``)."""
+        return pfo_features(feats, all_layers=self.pfo == "all")
 
     def act(self, params, obs, key=None, deterministic=True, hp=None):
         """The Gaussian mean when deterministic (the study's evaluation action), else a sample (unclipped)."""
@@ -142,12 +233,19 @@ class PPO(Agent):
         def one(env_state, k):
             k_act, k_env = jax.random.split(k)
             obs = env_state.obs
-            action, logp = self.policy(params, obs).sample_and_log_prob(seed=k_act)
+            if self.pfo == "off":
+                action, logp = self.policy(params, obs).sample_and_log_prob(seed=k_act)
+                value, features = self.value(params, obs), None
+            else:  # phi_old for PFO, from the same forward passes (reference A.6: stored at collection time)
+                pi, actor_feats = self.policy_and_features(params, obs)
+                action, logp = pi.sample_and_log_prob(seed=k_act)
+                value, critic_feats = self.value_and_features(params, obs)
+                features = {"actor": self.pfo_phi(actor_feats), "critic": self.pfo_phi(critic_feats)}
             env_state, out = jax.vmap(self.env.step)(env_state, action, jax.random.split(k_env, c.num_envs))
             done = out.terminated | out.truncated
-            return env_state, (Trajectory(obs, action, logp, self.value(params, obs), out.reward,
+            return env_state, (Trajectory(obs, action, logp, value, out.reward,
                                           out.terminated.astype(jnp.float32), out.truncated.astype(jnp.float32),
-                                          out.final_obs), (out.episode_return.sum(), done.sum()))
+                                          out.final_obs, features), (out.episode_return.sum(), done.sum()))
 
         env_state, (traj, (ret, n)) = jax.lax.scan(one, env_state, jax.random.split(key, c.unroll_length))
         return env_state, traj, {"episode_return_sum": ret.sum(), "episodes": n.sum().astype(jnp.float32)}
@@ -156,25 +254,42 @@ class PPO(Agent):
         """GAE on a trajectory, flattened to [unroll_length * num_envs]."""
         adv, target = gae(traj, self.value(params, traj.final_obs), hp["gamma"], hp["gae_lambda"])
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
-        return Batch(flat(traj.obs), flat(traj.action), flat(traj.logp), flat(traj.value), flat(adv), flat(target))
+        return Batch(flat(traj.obs), flat(traj.action), flat(traj.logp), flat(traj.value), flat(adv), flat(target),
+                     jax.tree.map(flat, traj.features))
 
     # -- losses ---------------------------------------------------------------------------------------------
     def actor_loss(self, params, batch: Batch, key, hp: HParams):
-        """Clipped surrogate minus the entropy bonus, with per-minibatch advantage normalisation."""
-        pi = self.policy(params, batch.obs)
+        """Clipped surrogate minus the entropy bonus, with per-minibatch advantage normalisation (plus the PFO
+        term when PFO is on)."""
+        if self.pfo == "off":
+            pi, pfo = self.policy(params, batch.obs), None
+        else:
+            pi, feats = self.policy_and_features(params, batch.obs)
+            pfo = pfo_loss(self.pfo_phi(feats), batch.features_old["actor"])
         log_ratio = pi.log_prob(batch.action) - batch.logp
         ratio = jnp.exp(log_ratio)
         adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
         clipped = jnp.clip(ratio, 1.0 - hp["clip_eps"], 1.0 + hp["clip_eps"])
         pg_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
         entropy = pi.entropy().mean()
-        return pg_loss - hp["ent_coef"] * entropy, {
-            "pg_loss": pg_loss, "entropy": entropy, "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-            "clip_fraction": (jnp.abs(ratio - 1.0) > hp["clip_eps"]).mean()}
+        loss = pg_loss - hp["ent_coef"] * entropy
+        metrics = {"pg_loss": pg_loss, "entropy": entropy, "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+                   "clip_fraction": (jnp.abs(ratio - 1.0) > hp["clip_eps"]).mean()}
+        if pfo is not None:
+            loss = loss + hp["pfo_coef"] * pfo
+            metrics["pfo_loss"] = pfo  # without the coefficient (the study's features_policy_loss_no_coef)
+        return loss, metrics
 
     def critic_loss(self, params, batch: Batch, key, hp: HParams):
-        v_loss = 0.5 * ((self.value(params, batch.obs) - batch.target) ** 2).mean()
-        return hp["vf_coef"] * v_loss, {"v_loss": v_loss}
+        if self.pfo == "off":
+            value, pfo = self.value(params, batch.obs), None
+        else:
+            value, feats = self.value_and_features(params, batch.obs)
+            pfo = pfo_loss(self.pfo_phi(feats), batch.features_old["critic"])
+        v_loss = 0.5 * ((value - batch.target) ** 2).mean()
+        if pfo is None:
+            return hp["vf_coef"] * v_loss, {"v_loss": v_loss}
+        return hp["vf_coef"] * v_loss + hp["pfo_critic_coef"] * pfo, {"v_loss": v_loss, "pfo_critic_loss": pfo}
 
     def loss(self, params, batch: Batch, key, hp: HParams):
         actor, m_actor = self.actor_loss(params, batch, key, hp)
@@ -216,8 +331,56 @@ class PPO(Agent):
         batch = self.make_batch(state.params, traj, state.hparams)
         params, opt_state, metrics = self.update_epochs(state.params, state.opt_state, batch, k_update,
                                                         state.hparams)
+        if self.config.log_every:  # a key of its own, derived without touching the training stream
+            k_log = jax.random.fold_in(k_update, _LOG_STREAM)
+            metrics = metrics | diagnostics.every(state.updates, self.config.log_every, self.representation_metrics,
+                                                  state.params, params, batch, k_log, state.hparams)
         if self.config.normalize_observations:
             params = params | {"obs_norm": params["obs_norm"].update(traj.obs)}
         steps = self.config.num_envs * self.config.unroll_length
         return state.replace(params=params, opt_state=opt_state, env_state=env_state, key=key,
                              env_steps=state.env_steps + steps, updates=state.updates + 1), metrics | episodes
+
+    # -- representation diagnostics -------------------------------------------------------------------------
+    def representation_metrics(self, params_start, params_end, batch: Batch, key, hp: HParams) -> dict:
+        """The ``repr/...`` scalars of one update (see the module docstring) on ``log_samples`` rows of ``batch``:
+        ``params_start`` collected the batch, ``params_end`` is after the epochs (same observation statistics)."""
+        c = self.config
+        groups = set(c.log_metrics)
+        sub = diagnostics.subsample(batch, key, c.log_samples)
+
+        def forward(params):
+            pi, actor_feats = self.policy_and_features(params, sub.obs)
+            value, critic_feats = self.value_and_features(params, sub.obs)
+            return pi, value, {"actor": actor_feats, "critic": critic_feats}
+
+        (pi0, v0, f0), (pi1, v1, f1) = forward(params_start), forward(params_end)
+        out = {}
+        if groups & {"ranks", "norms", "dead_units"}:
+            mats = {f"{phase}/{net}_{kind}": f[net][kind] for phase, f in (("start", f0), ("end", f1))
+                    for net in ("actor", "critic") for kind in ("pre", "post")}
+            dead = c.activation if "dead_units" in groups and diagnostics.supports_dead_units(c.activation) else None
+            out |= diagnostics.feature_summary(mats, ranks="ranks" in groups, norms="norms" in groups,
+                                               dead_units_activation=dead)
+        if "diversity" in groups:
+            for phase, pi, v in (("start", pi0, v0), ("end", pi1, v1)):
+                div = value_diversity(v)
+                out |= {f"{phase}/policy_variance": policy_variance((pi.loc, pi.scale_diag)),
+                        f"{phase}/value_avg": div["avg"], f"{phase}/value_std": div["std"]}
+        logp_end = pi1.log_prob(sub.action)
+        if "trust_region" in groups:
+            stats = ratio_stats(jnp.exp(logp_end - sub.logp), hp["clip_eps"])
+            out |= {f"end/ratio_{k}": v for k, v in stats.items() if not k.startswith("count")}
+        if "kl" in groups:  # KL(start || end), actions from the rollout (start) policy
+            log_std0, log_std1 = jnp.log(pi0.scale_diag), jnp.log(pi1.scale_diag)
+            out |= {"end/kl_analytic": kl_gaussian(pi0.loc, log_std0, pi1.loc, log_std1).mean(),
+                    "end/kl_k1": kl_k1(sub.logp, logp_end), "end/kl_k3": kl_k3(sub.logp, logp_end)}
+        if "drift" in groups:
+            for net in ("actor", "critic"):
+                for kind in ("pre", "post"):
+                    out[f"drift/{net}_{kind}"] = feature_drift(f0[net][kind], f1[net][kind])
+                out[f"drift/{net}_all_pre"] = feature_drift(pfo_features(f0[net], True), pfo_features(f1[net], True))
+        return {f"repr/{k}": v for k, v in out.items()}
+
+
+_LOG_STREAM = 0x726570  # fold_in constant of the diagnostics' subsample key ("rep")

@@ -29,6 +29,8 @@ def default_config() -> ml_collections.ConfigDict:
         warmup_steps=10_000, updates_per_step=1, normalize_observations=False,
         learning_rate=3e-4, gamma=0.99, tau=0.005, init_temperature=1.0,
         target_entropy=ml_collections.FieldReference(None, field_type=float),
+        # representation diagnostics (off_policy.py): every log_every iterations (0 = off), log_samples transitions
+        log_every=0, log_samples=1024, log_metrics=("ranks", "dead_units"),
     ))
 
 

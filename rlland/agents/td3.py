@@ -33,6 +33,8 @@ def default_config() -> ml_collections.ConfigDict:
         warmup_steps=10_000, updates_per_step=1, policy_delay=2, actor_q="min", normalize_observations=False,
         # traced hyperparameters
         learning_rate=3e-4, gamma=0.99, tau=0.005, policy_noise=0.2, noise_clip=0.5, exploration_noise=0.1,
+        # representation diagnostics (off_policy.py): every log_every iterations (0 = off), log_samples transitions
+        log_every=0, log_samples=1024, log_metrics=("ranks", "dead_units"),
     ))
 
 

@@ -10,10 +10,18 @@ Pure array functions for ONE feature matrix / batch; batches of seeds, snapshots
 * ``diversity``: :func:`policy_variance`, :func:`value_diversity`.
 * ``kl``: :func:`kl_k1`, :func:`kl_k3`, :func:`kl_gaussian` (KL(old || new), samples from old).
 * ``trust_region``: :func:`ratio_stats`.
+* ``pfo``: :func:`pfo_features`, :func:`pfo_loss`, :func:`feature_drift` (PFO regulariser, reference A.6).
+* ``plasticity``: :func:`plasticity` (the probe, reference A.5), :func:`fit_to_targets`,
+  :func:`collect_observations`.
+* ``diagnostics``: :func:`feature_summary`, :func:`subsample`, :func:`every` (what the agents log during
+  training every ``log_every`` iterations).
 """
+from rlland.representation.diagnostics import every, feature_summary, subsample
 from rlland.representation.diversity import policy_variance, value_diversity
 from rlland.representation.kl import kl_gaussian, kl_k1, kl_k3
 from rlland.representation.norms import feature_norms
+from rlland.representation.pfo import feature_drift, pfo_features, pfo_loss
+from rlland.representation.plasticity import collect_observations, fit_to_targets, plasticity
 from rlland.representation.ranks import (
     all_ranks,
     approximate_rank,
@@ -42,4 +50,13 @@ __all__ = [
     "kl_k3",
     "kl_gaussian",
     "ratio_stats",
+    "pfo_features",
+    "pfo_loss",
+    "feature_drift",
+    "plasticity",
+    "fit_to_targets",
+    "collect_observations",
+    "feature_summary",
+    "subsample",
+    "every",
 ]

@@ -1,0 +1,167 @@
+"""Representation diagnostics logged during training: feature summaries, subsampling and the every-k gate.
+
+The agents (``rlland.agents.ppo``, ``rlland.agents.off_policy``) call these inside their jitted ``step`` so the
+metrics come out as scalar entries of the step's metrics dict, i.e. as reduced scan outputs with a seed axis
+(``train/<name>`` [seed, chunk] in ``metrics.h5`` and in wandb). Reference: ``representation-regions-qd.md`` A.2
+(ranks), A.3 (norms, dead units, diversity, trust region, KL), A.4 (when and on what data).
+
+Three pieces:
+
+* :func:`feature_summary`: the scalar metrics of one or several feature matrices [N, D] (ranks from one QR + SVD
+  per matrix, batched over matrices of the same shape; dead-unit counts for post-activations; norms);
+* :func:`subsample`: a fixed-size random subset of a batch (the logging cost is bounded by ``log_samples``, not
+  by the batch size);
+* :func:`every`: run a metric function on iterations ``i % log_every == 0`` and return NaN (same structure,
+  float32) on the others.
+
+**Cost under vmap.** ``every`` uses ``lax.cond``; with one seed it is a real branch and non-logging iterations
+pay nothing. When seeds are vmapped (the driver's ``jit(vmap(scan(step)))``) the iteration counter is a per-seed
+leaf of the state, so the predicate is batched and JAX lowers the cond to a ``select``: BOTH branches run on
+every iteration, unless the vmap names its axis ``"seed"`` (``SEED_AXIS``; ``jax.vmap(chunk, axis_name="seed")``),
+in which case ``every`` reduces the predicate over that axis and the cond stays a branch (see :func:`every`).
+Either way the metrics are computed on a fixed subsample of ``log_samples`` rows, which bounds their cost
+whatever the batch size. The SVDs dominate that cost (8 matrices [log_samples, width] per PPO update).
+
+**Chunk reduction.** Non-logging iterations emit NaN. The chunk value of a metric is meant to be the mean over
+the LOGGED iterations of the chunk, i.e. a ``nanmean`` over the chunk; a plain mean is NaN unless every
+iteration of the chunk logged (``log_every=1``). A metric that is undefined on a logged iteration (e.g. the mean
+ratio below 1 - eps when no sample is below) is NaN there too, as the reference, which does not log it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from rlland.representation import ranks as _ranks
+from rlland.representation.norms import feature_norms
+from rlland.representation.units import _ALIASES as _DEAD_UNIT_ACTIVATIONS
+from rlland.representation.units import dead_units
+
+RANK_KEYS = ("effective_rank", "approximate_rank", "srank", "feature_rank", "matrix_rank", "lambda_1")
+NORM_KEYS = ("norm", "avg", "std")
+
+
+def supports_dead_units(activation: str) -> bool:
+    """Whether :func:`rlland.representation.dead_units` defines dead units for ``activation``."""
+    return isinstance(activation, str) and activation.lower() in _DEAD_UNIT_ACTIVATIONS
+
+
+def tall_singular_values(F: jax.Array) -> jax.Array:
+    """Singular values of ``F`` [N, D] (descending, float32), for N > D through a QR first: ``s(F) = s(R)`` with
+    ``F = QR``, R [D, D]. Same values as ``jnp.linalg.svd(F)`` up to float rounding (Householder QR is backward
+    stable), several times faster on CPU for N >> D."""
+    F = jnp.asarray(F, jnp.float32)
+    if F.shape[0] > F.shape[1]:
+        F = jnp.linalg.qr(F, mode="r")
+    return jnp.linalg.svd(F, compute_uv=False)
+
+
+def rank_summary(F: jax.Array) -> dict[str, jax.Array]:
+    """The scalar entries of :func:`rlland.representation.all_ranks` (``RANK_KEYS``, default thresholds,
+    uncentred) from :func:`tall_singular_values`; NaN when N < D, as ``all_ranks``."""
+    n, d = F.shape
+    if n < d:
+        return {k: jnp.array(jnp.nan, jnp.float32) for k in RANK_KEYS}
+    s = tall_singular_values(F)
+    return {"effective_rank": _ranks._effective_rank(s),
+            "approximate_rank": _ranks._approximate_rank(s, 0.99),
+            "srank": _ranks._srank(s, 0.01),
+            "feature_rank": _ranks._feature_rank(s, n, 0.01),
+            "matrix_rank": _ranks._matrix_rank(s, (n, d), None),
+            "lambda_1": s[0] / jnp.sqrt(jnp.float32(n))}
+
+
+def feature_summary(features: Mapping[str, jax.Array], *, ranks: bool = True, norms: bool = True,
+                    dead_units_activation: str | None = None, post_suffix: str = "post",
+                    center: bool = False) -> dict[str, jax.Array]:
+    """Scalar metrics of named feature matrices ``{name: F [N, D]}``, keys ``"<name>/<metric>"``, all float32.
+
+    * ``ranks``: ``effective_rank``, ``approximate_rank`` (the paper's "feature rank"), ``srank``,
+      ``feature_rank``, ``matrix_rank`` and ``lambda_1`` = s_1/sqrt(N) (the definitions and default thresholds
+      of :func:`rlland.representation.all_ranks`, uncentred unless ``center``; NaN when N < D), from
+      :func:`tall_singular_values`. Matrices of the same shape share one batched QR + SVD call.
+    * ``norms``: ``norm``, ``avg``, ``std`` (:func:`feature_norms`).
+    * ``dead_units``: the count (reference A.3: a count, not a fraction) of dead units, for the names that end in
+      ``post_suffix`` only (dead units are defined on post-activations), when ``dead_units_activation`` is given.
+    """
+    out: dict[str, jax.Array] = {}
+    for name, F in features.items():
+        if jnp.ndim(F) != 2:
+            raise ValueError(f"feature_summary: {name!r} must be a feature matrix [N, D], got shape {jnp.shape(F)}")
+    if ranks:
+        by_shape: dict[tuple, list[str]] = {}
+        for name, F in features.items():
+            by_shape.setdefault(tuple(F.shape), []).append(name)
+        for names in by_shape.values():
+            stacked = jnp.stack([features[n].astype(jnp.float32) for n in names])
+            if center:
+                stacked = stacked - jnp.mean(stacked, axis=1, keepdims=True)
+            r = jax.vmap(rank_summary)(stacked)
+            for i, n in enumerate(names):
+                out.update({f"{n}/{k}": r[k][i].astype(jnp.float32) for k in RANK_KEYS})
+    for name, F in features.items():
+        if norms:
+            out.update({f"{name}/{k}": v.astype(jnp.float32) for k, v in feature_norms(F).items()})
+        if dead_units_activation is not None and name.endswith(post_suffix):
+            out[f"{name}/dead_units"] = dead_units(F, dead_units_activation)["count"].astype(jnp.float32)
+    return out
+
+
+def subsample(tree, key: jax.Array, num: int):
+    """The rows ``idx`` of every leaf of ``tree`` (common leading axis n): ``num`` rows drawn without replacement,
+    or every row, in order, when ``num >= n`` (no randomness used). ``num`` is static."""
+    n = jax.tree.leaves(tree)[0].shape[0]
+    if num <= 0:
+        raise ValueError(f"subsample: num must be a positive int, got {num}")
+    if num >= n:
+        return tree
+    idx = jax.random.choice(key, n, (num,), replace=False)
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+def nan_like(shapes) -> dict:
+    """NaN float32 arrays with the shapes of ``shapes`` (a pytree of arrays or ShapeDtypeStructs)."""
+    return jax.tree.map(lambda s: jnp.full(jnp.shape(s), jnp.nan, jnp.float32), shapes)
+
+
+SEED_AXIS = "seed"  # the vmap axis name under which every() makes its gate a real branch (see every)
+
+
+def _any_over_axis(pred: jax.Array, axis_name: str | None) -> jax.Array:
+    """``pred`` OR-reduced over the named vmap axis when that axis is bound (the result is then unbatched, so a
+    cond on it stays a branch under the vmap), else ``pred`` itself."""
+    if axis_name is None:
+        return pred
+    try:
+        return jax.lax.pmax(pred.astype(jnp.int32), axis_name) > 0
+    except NameError:  # no vmap / shard_map with this axis name around us
+        return pred
+
+
+def every(counter: jax.Array, log_every: int, fn: Callable[..., dict], *args,
+          axis_name: str | None = SEED_AXIS) -> dict:
+    """``fn(*args)`` (cast to float32) when ``counter % log_every == 0``, NaN everywhere otherwise.
+
+    ``log_every`` is static: 1 calls ``fn`` unconditionally (no cond); >= 2 gates it with ``lax.cond``.
+
+    Cost: with one seed the cond is a real branch. Under a plain ``jax.vmap`` over seeds the counter is batched,
+    JAX turns the cond into a ``select`` and BOTH branches run on every iteration. If the caller names its seed
+    axis ``axis_name`` (``jax.vmap(f, axis_name="seed")``), the predicate is first OR-reduced over that axis
+    (``lax.pmax``), which makes it unbatched: the cond stays a branch, and iterations on which no seed logs pay
+    nothing. Each seed still gets NaN on its own non-logging iterations (the result is masked with its own
+    predicate), so seeds with different counters stay correct.
+    """
+    if int(log_every) < 1:
+        raise ValueError(f"every: log_every must be >= 1 (0 means: do not call every), got {log_every}")
+    cast = lambda out: jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.float32), out)
+    if int(log_every) == 1:
+        return cast(fn(*args))
+    own = counter % log_every == 0
+    shapes = jax.eval_shape(lambda *a: cast(fn(*a)), *args)
+
+    def on(*a):
+        return jax.tree.map(lambda x: jnp.where(own, x, jnp.nan), cast(fn(*a)))
+
+    return jax.lax.cond(_any_over_axis(own, axis_name), on, lambda *a: nan_like(shapes), *args)

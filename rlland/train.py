@@ -151,7 +151,9 @@ def prepare_run_dir(run_dir: str, config, force: bool) -> bool:
 # -- the chunk kernel ----------------------------------------------------------------------------------------
 def _reduce(metrics: dict) -> dict:
     """Chunk reduction of per-iteration metrics [K]: means, and the mean return of the episodes that ended."""
-    out = {k: v.mean() for k, v in metrics.items() if k not in ("episode_return_sum", "episodes")}
+    # diagnostics logged every few iterations are NaN in between: average over the iterations that logged
+    out = {k: (jnp.nanmean(v) if k.startswith("repr/") else v.mean()) for k, v in metrics.items()
+           if k not in ("episode_return_sum", "episodes")}
     n = metrics["episodes"].sum()
     out["episode_return"] = jnp.where(n > 0, metrics["episode_return_sum"].sum() / jnp.maximum(n, 1), jnp.nan)
     out["episodes"] = n
@@ -163,7 +165,8 @@ def make_chunk(agent, iterations: int):
         state, metrics = jax.lax.scan(lambda s, _: agent.step(s), state, None, iterations)
         return state, _reduce(metrics)
 
-    return jax.jit(jax.vmap(chunk), donate_argnums=0)
+    # the named seed axis lets gates shared by all seeds (e.g. "log every k updates") stay real branches
+    return jax.jit(jax.vmap(chunk, axis_name="seed"), donate_argnums=0)
 
 
 def make_eval(agent, num_episodes: int):

@@ -6,6 +6,10 @@
     archive, info = archive.add(genotypes, fitnesses, descriptors)
     qd.metrics(archive, f_min=...)      # study convention: sum(f - f_min); or offset=... (QDax: sum(f + offset))
     task = qd.make_task("hopper", episode_length=1000)         # fitnesses, descriptors, extras = task.score(g, key)
+    pga = qd.PGAME(task, qd.PGAConfig())                       # PGA-ME: state, m = pga.init(...); pga.step(state, key)
+    qd.best_elite_robustness(task, archive, key, 10); qd.mean_elite_robustness(task, archive, key, 10)
+    qd.driver.run(config)                                      # configs/qd.py, experiments/qd.py
+    qd.plotting.archive_heatmap(archive)                       # 1-D, 2-D, 3-D, 4-D grid heatmaps
 
 Specs: reference/representation-regions-qd.md parts C (dqd-rl, the study), D (QDax) and E.
 """
@@ -20,17 +24,25 @@ from rlland.qd.metrics import (
     archive_summary,
     metrics,
 )
+from rlland.qd.robustness import best_elite_robustness, mean_elite_robustness, reevaluate
 
 _TASK_NAMES = ("STUDY_GRID_SHAPES", "TASK_NAMES", "QDTask", "Transitions", "make_task")
+_PGA_NAMES = ("PGAME", "PGAConfig", "PGAParams", "PGAState")
+_SUBMODULES = ("driver", "plotting", "pga", "tasks")
 
 
 def __getattr__(name):
-    # The Brax tasks import brax and mujoco; load them only when asked for, so that archives, emitters
-    # and metrics stay light to import.
-    if name in _TASK_NAMES:
-        from rlland.qd import tasks
+    # The Brax tasks import brax and mujoco, PGA-ME imports the agents (and so brax), the driver and plots
+    # import orbax and matplotlib; load them only when asked for, so that archives, emitters and metrics stay
+    # light to import.
+    import importlib
 
-        return getattr(tasks, name)
+    if name in _TASK_NAMES:
+        return getattr(importlib.import_module("rlland.qd.tasks"), name)
+    if name in _PGA_NAMES:
+        return getattr(importlib.import_module("rlland.qd.pga"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rlland.qd.{name}")
     raise AttributeError(f"module 'rlland.qd' has no attribute {name!r}")
 
 
@@ -45,12 +57,17 @@ __all__ = [
     "MapElitesState",
     "NEW",
     "NOT_ADDED",
+    "PGAConfig",
+    "PGAME",
+    "PGAParams",
+    "PGAState",
     "QDAX_REWARD_OFFSET",
     "QDTask",
     "STUDY_GRID_SHAPES",
     "TASK_NAMES",
     "Transitions",
     "archive_summary",
+    "best_elite_robustness",
     "cvt_centroids",
     "gaussian_emitter",
     "grid_centroids",
@@ -60,6 +77,8 @@ __all__ = [
     "map_elites_chunk",
     "map_elites_init",
     "map_elites_step",
+    "mean_elite_robustness",
     "metrics",
     "nearest_centroid",
+    "reevaluate",
 ]

@@ -1,0 +1,96 @@
+"""QD configs: ``--config=configs/qd.py:<algo>/<task>`` with algo in {map_elites, pga_me} and task in {hopper,
+walker2d, halfcheetah, ant}; ``<algo>/<task>/quick`` (or just ``quick`` = ``pga_me/hopper/quick``) is a small run
+that finishes in minutes on a 2-core CPU (mostly compile time).
+
+Defaults are the differentiable-QD study's (Tjanaka et al. 2022, dqd-rl; reference C), ported to Brax:
+  * archive grids (C.1): hopper 1000 cells (1-D), walker2d and halfcheetah 32 x 32, ant 6^4; descriptors =
+    foot-contact proportions in [0, 1];
+  * budget (C.2): 1,000,000 evaluations, 100 per generation -> 10,000 generations (the initial population
+    counts as the first);
+  * episodes of 1000 steps, a fresh random start per evaluation ("a new env seed for each episode"), policy
+    MLP obs -> 128 -> 128 -> act with tanh hidden and output (C.1);
+  * MAP-Elites: Gaussian emitter sigma 0.02, batch 100 (C.3 ``map_elites.gin``);
+  * PGA-ME: 50 Iso+LineDD (iso 0.005, line 0.05) + 49 PG offspring (10 Adam steps, lr 1e-3) + the greedy
+    TD3 actor; 300 critic steps per generation; TD3 as ``td3.gin`` (C.3). QDax's differing defaults are in
+    `rlland.qd.pga`;
+  * robustness (C.4): best elite re-evaluated with 10 episodes at the end of every chunk; mean elite robustness
+    over the final archive with 10 episodes;
+  * 5 seeds (the paper's figures average 5).
+QD score: the study's convention ``sum (f - f_min)``. The study's f_min values are for PyBullet QDGym and do
+not bound Brax returns, so f_min defaults to QDax's per-task offset, ``-reward_offset[task] * episode_length``
+(hopper 0.9, walker2d 1.413, halfcheetah 9.231, ant 3.24 per step); that makes the number equal to QDax's QD
+score. Override with ``--config.f_min=...``.
+
+Override anything on the command line, e.g. ``--config.num_seeds=2 --config.pga.num_pg_training_steps=100``.
+"""
+import ml_collections
+
+ALGOS = ("map_elites", "pga_me")
+TASKS = ("hopper", "walker2d", "halfcheetah", "ant")
+GRIDS = {"hopper": (1000,), "walker2d": (32, 32), "halfcheetah": (32, 32), "ant": (6, 6, 6, 6)}
+REWARD_OFFSET = {"ant": 3.24, "halfcheetah": 9.231, "hopper": 0.9, "walker2d": 1.413}  # QDax, per step
+
+
+def base(algo: str, task: str) -> ml_collections.ConfigDict:
+    if algo not in ALGOS:
+        raise ValueError(f"unknown QD algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown QD task {task!r}; valid: {', '.join(TASKS)}")
+    c = ml_collections.ConfigDict()
+    c.algo = algo
+    c.task = ml_collections.ConfigDict(dict(name=task, episode_length=1000, hidden_sizes=(128, 128),
+                                            backend="spring", random_init=True))
+    c.archive = ml_collections.ConfigDict(dict(grid_shape=GRIDS[task]))
+    c.batch_size = 100
+    c.total_evals = 1_000_000
+    c.generations_per_chunk = 100
+    c.checkpoint_every = 10  # chunks
+    c.keep_checkpoints = 2
+    # QD score = sum over elites of (f - f_min); follows the episode length unless overridden
+    c.f_min = c.task.get_ref("episode_length") * (-REWARD_OFFSET[task])
+    c.emitter = ml_collections.ConfigDict(dict(name="gaussian", sigma=0.02))  # MAP-Elites only
+    c.pga = ml_collections.ConfigDict(dict(
+        proportion_ga=0.5, num_critic_training_steps=300, num_pg_training_steps=10, replay_buffer_size=1_000_000,
+        transitions_batch_size=256, critic_hidden_sizes=(256, 256), policy_delay=2,
+        critic_learning_rate=3e-4, greedy_learning_rate=3e-4, policy_learning_rate=1e-3, gamma=0.99, tau=0.005,
+        policy_noise=0.2, noise_clip=0.5, iso_sigma=0.005, line_sigma=0.05))
+    c.robustness = ml_collections.ConfigDict(dict(num_episodes=10, every_chunk=True, block_size=100))
+    c.compiler_options = ml_collections.ConfigDict()  # XLA options for every kernel (see rlland.qd.driver.kernels)
+    c.seed = 0
+    c.num_seeds = 5
+    c.run_dir = ""
+    c.force = False
+    c.progress = True
+    c.wandb = ml_collections.ConfigDict(dict(mode="offline", project="rlland"))
+    return c
+
+
+def quick(algo: str = "pga_me", task: str = "hopper") -> ml_collections.ConfigDict:
+    """A small run: short episodes, a small policy, critic and archive, 2 seeds, ~60 generations."""
+    c = base(algo, task)
+    c.task.episode_length = 100
+    c.task.hidden_sizes = (16, 16)
+    c.archive.grid_shape = {"hopper": (50,), "walker2d": (10, 10), "halfcheetah": (10, 10),
+                            "ant": (3, 3, 3, 3)}[task]
+    c.batch_size = 32
+    c.total_evals = 32 * 64
+    c.generations_per_chunk = 9
+    c.checkpoint_every = 2
+    c.emitter.sigma = 0.1
+    c.pga.update(num_critic_training_steps=50, num_pg_training_steps=5, replay_buffer_size=50_000,
+                 transitions_batch_size=128, critic_hidden_sizes=(64, 64))
+    c.robustness.update(num_episodes=4, block_size=0)
+    c.num_seeds = 2
+    c.run_dir = f"runs/qd-quick-{algo}-{task}"
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    if not arg or arg == "quick":
+        return quick()
+    parts = arg.split("/")
+    if len(parts) == 3 and parts[2] == "quick":
+        return quick(parts[0], parts[1])
+    if len(parts) != 2:
+        raise ValueError(f"config argument must look like <algo>/<task>[/quick] (e.g. pga_me/hopper), got {arg!r}")
+    return base(*parts)

@@ -1,0 +1,504 @@
+"""The QD experiment driver: ``result = qd.driver.run(config)`` (configs in ``configs/qd.py``).
+
+Seeds are one batch: ``jax.vmap`` of the per-seed init (an empty archive and, for PGA-ME, an untrained critic),
+then chunks of ``jit(vmap(scan(generation, G)))`` compiled once, with a thin host loop between chunks for
+logging (``qd.h5`` + wandb), rolling checkpoints (`rlland.checkpoint.Checkpoints`) and a tqdm bar. A generation
+is emit -> score -> tell; generation 0 "emits" the initial population (``task.init_genomes``: Xavier-initialised
+policies, as QDax; the study's pyribs starts from one x0 plus N(0, 0.02^2) noise) and, for PGA-ME, does not train
+the critic. Both kinds of generation share one rollout graph, so a chunk kernel compiles the Brax step once.
+
+Budget (reference C.2): ``total_evals`` counts every scored genome, the initial population included; a
+generation scores ``batch_size`` genomes, so a run has ``total_evals / batch_size`` generations (the study:
+1e6 / 100 = 10,000). The best elite is re-evaluated at the end of every chunk (``robustness.every_chunk``; the
+study does it every generation) and every elite once at the end (mean elite robustness, reference C.4);
+re-evaluations are not counted in the budget (as in the study).
+
+Exact resume: generation ``g`` draws its randomness from ``fold_in(seed_key, g)`` and a chunk skips the
+generations past the budget with a ``lax.cond`` on an unbatched generation index, so the archive after
+generation ``g`` does not depend on how the run was cut into chunks or interrupted: a run resumed from any
+checkpoint reproduces the uninterrupted run bit for bit (same device and kernels). ``total_evals`` may be
+raised on resume.
+
+Seed ``i`` uses ``fold_in(PRNGKey(config.seed), i)``: the same seed whatever ``num_seeds`` is.
+
+Run directory::
+
+    config.json           the config (a different config is refused on resume unless forced)
+    checkpoints/<gens>/   full seed-batched state (archive, critic, replay buffer, ...) + host history
+    qd.h5                 metrics vs evaluations, layout below
+    wandb/                one run per seed (offline unless told otherwise), step = evaluations
+    figures/              archive_seed<i>.png heatmaps (one colour scale for all seeds), qd_curves.png
+
+``qd.h5`` layout (S seeds; P = 1 + chunks run; column 0 is the state before any evaluation, the study's
+leading zero for QD score, coverage and evaluations)::
+
+    evaluations [S, P]    genomes scored so far
+    generations [P]       generations done
+    qd_score, coverage, max_fitness, mean_fitness, min_fitness, num_elites      [S, P]  archive at the column
+    num_inserted, num_new, num_improved (+ PGA: num_inserted_ga, num_inserted_pg, greedy_inserted)  [S, P]
+                          summed over the chunk's generations
+    batch_max_fitness (+ PGA: greedy_fitness, critic_loss, greedy_actor_loss)  [S, P]  means over the chunk's
+                          emitted generations (generation 0, the initial population, is not emitted)
+    robustness, best_reevaluated, best_fitness  [S, P]  the best elite re-evaluated (num_episodes fresh random
+                          starts) at the end of each chunk: robustness = best_reevaluated - best_fitness
+    final/fitnesses [S, C], final/descriptors [S, C, m]                     the final archive
+    final/mean_elite_robustness [S], final/cell_robustness [S, C] (NaN in empty cells),
+    final/best_returns [S, N], final/best_robustness [S]     post-hoc re-evaluation of every elite (same N
+                          start states for all elites), written when the budget is spent
+    attrs: config (JSON), qd_score_convention, f_min, compile_seconds, init_seconds, run_seconds
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from rlland import checkpoint, sharding
+from rlland import logging as rl_logging
+from rlland.buffers import check_fits
+from rlland.qd import plotting as qd_plotting
+from rlland.qd import robustness as qd_robustness
+from rlland.qd.archive import Archive
+from rlland.qd.emitters import GaussianParams, IsoLineParams, gaussian_emitter, iso_line_emitter
+from rlland.qd.map_elites import MapElitesState, _step_metrics
+from rlland.qd.metrics import metrics as qd_metrics
+from rlland.qd.pga import PGAME, PGAConfig, PGAParams
+
+ALGOS = ("map_elites", "pga_me")
+EMITTERS = {"gaussian": (gaussian_emitter, GaussianParams), "iso_line": (iso_line_emitter, IsoLineParams)}
+# keys that may change when a run directory is resumed (they do not change what is computed)
+RESUMABLE_CHANGES = ("total_evals", "wandb", "progress", "run_dir", "force")
+ARCHIVE_METRICS = ("qd_score", "coverage", "max_fitness", "mean_fitness", "min_fitness", "num_elites")
+ROBUSTNESS_METRICS = ("robustness", "best_reevaluated", "best_fitness")
+_ROBUST_STREAM = 2**31 - 1  # fold_in index of the robustness key stream, apart from generation keys
+_FINAL_KEY = 2**31 - 2  # in the robustness stream: the post-hoc re-evaluation of the final archive
+_INIT_KEY = 2**31 - 3  # the initial algorithm state (critic, greedy actor)
+
+
+class QDRunState(flax.struct.PyTreeNode):
+    """One seed's run state: the algorithm state (`MapElitesState` or `PGAState`) and the seed's base key."""
+
+    algo: Any
+    key: jax.Array
+
+
+@dataclasses.dataclass
+class QDResult:
+    run_dir: str
+    state: QDRunState  # final seed-batched state
+    history: dict[str, np.ndarray]  # the qd.h5 datasets
+    compile_seconds: float
+    complete: bool  # False when stopped early by max_chunks
+
+    @property
+    def archive(self) -> Archive:
+        return self.state.algo.archive
+
+
+@dataclasses.dataclass
+class QDSetup:
+    """What a config builds: the task(s), the algorithm's per-seed functions and derived budget numbers."""
+
+    config: ml_collections.ConfigDict
+    task: Any
+    robust_task: Any
+    init_seed: Callable  # key -> (QDRunState, metrics)
+    chunk_seed: Callable  # (QDRunState, first_generation, last_generation) -> (QDRunState, metrics)
+    final_seed: Callable  # QDRunState -> dict
+    metrics_fn: Callable
+    num_generations: int  # including generation 0
+    buffer_bytes: int  # replay memory per seed (0 without PGA)
+    _kernels: tuple | None = None  # set by `kernels`
+
+
+# -- building ------------------------------------------------------------------------------------------------
+def make_task(config):
+    from rlland.qd.tasks import make_task as _make_task
+
+    t = config.task
+    return _make_task(t.name, episode_length=t.episode_length, hidden_sizes=tuple(t.hidden_sizes),
+                      random_init=t.random_init, backend=t.backend, **dict(t.get("kwargs", {})))
+
+
+def pga_config(config) -> tuple[PGAConfig, PGAParams]:
+    p = config.pga
+    static = PGAConfig(batch_size=int(config.batch_size), proportion_ga=float(p.proportion_ga),
+                       num_critic_training_steps=int(p.num_critic_training_steps),
+                       num_pg_training_steps=int(p.num_pg_training_steps),
+                       replay_buffer_size=int(p.replay_buffer_size),
+                       transitions_batch_size=int(p.transitions_batch_size),
+                       critic_hidden_sizes=tuple(int(h) for h in p.critic_hidden_sizes),
+                       policy_delay=int(p.policy_delay))
+    params = PGAParams(**{f.name: float(p[f.name]) for f in dataclasses.fields(PGAParams)
+                          if f.name in p})
+    return static, params
+
+
+def _check(config) -> None:
+    if config.algo not in ALGOS:
+        raise ValueError(f"unknown QD algorithm {config.algo!r}; valid: {', '.join(ALGOS)}")
+    for key in ("num_seeds", "batch_size", "total_evals", "generations_per_chunk", "checkpoint_every",
+                "keep_checkpoints"):
+        if not int(config[key]) > 0:
+            raise ValueError(f"config.{key} must be > 0, got {config[key]}")
+    if config.total_evals % config.batch_size:
+        raise ValueError(f"config.total_evals ({config.total_evals}) must be a multiple of config.batch_size "
+                         f"({config.batch_size}): every generation scores batch_size genomes")
+    if config.total_evals < 2 * config.batch_size:
+        raise ValueError(f"config.total_evals ({config.total_evals}) leaves no generation after the initial "
+                         f"population of {config.batch_size}")
+    if config.algo == "map_elites" and config.emitter.name not in EMITTERS:
+        raise ValueError(f"unknown emitter {config.emitter.name!r}; valid: {', '.join(EMITTERS)}")
+    if int(config.robustness.num_episodes) < 0:
+        raise ValueError(f"config.robustness.num_episodes must be >= 0, got {config.robustness.num_episodes}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Algo:
+    """An algorithm as ask / tell pieces, so that a chunk step is emit -> score -> tell with ONE rollout graph
+    whether the generation is the initial population (g = 0) or an emitted batch."""
+
+    init_state: Callable  # (archive, key) -> state with generation -1, nothing scored
+    emit: Callable  # (state, key) -> offspring (batch_size, genome_size)
+    tell: Callable  # (state, offspring, fitnesses, descriptors, extras, key, initial: traced bool) -> (state, m)
+    score: Callable  # (genomes, key) -> (fitnesses, descriptors, extras)
+    sum_keys: tuple[str, ...]  # per-generation metrics summed over a chunk
+    mean_keys: tuple[str, ...]  # per-generation metrics averaged over a chunk's emitted generations
+
+
+def _map_elites(task, config, metrics_fn) -> _Algo:
+    emitter, params_cls = EMITTERS[config.emitter.name]
+    params = params_cls(**{f.name: float(config.emitter[f.name]) for f in dataclasses.fields(params_cls)
+                           if f.name in config.emitter})
+    params = jax.tree.map(jnp.float32, params)
+    batch = int(config.batch_size)
+
+    def init_state(archive, key):
+        del key
+        return MapElitesState(archive=archive, emitter_params=params, generation=jnp.full((), -1, jnp.int32),
+                              num_evals=jnp.zeros((), jnp.int32))
+
+    def tell(state, offspring, fitnesses, descriptors, extras, key, initial):
+        """`map_elites_step` after its emit and score (same insertion, counters and metrics)."""
+        del extras, key, initial
+        generation = state.generation + 1
+        archive, info = state.archive.add(offspring, fitnesses, descriptors, step=generation)
+        state = state.replace(archive=archive, generation=generation,
+                              num_evals=state.num_evals + jnp.asarray(fitnesses.shape[0], jnp.int32))
+        return state, _step_metrics(archive, info, fitnesses, state, metrics_fn)
+
+    return _Algo(init_state=init_state,
+                 emit=lambda s, k: emitter(s.archive, k, batch, s.emitter_params),
+                 tell=tell, score=task.score, sum_keys=("num_inserted", "num_new", "num_improved"),
+                 mean_keys=("batch_max_fitness",))
+
+
+def _pga_me(task, config, metrics_fn) -> tuple[_Algo, PGAME]:
+    static, params = pga_config(config)
+    pga = PGAME(task, static, metrics_fn=metrics_fn)
+    algo = _Algo(init_state=functools.partial(pga.init_state, params=params), emit=pga.emit,
+                 tell=lambda s, o, f, d, e, k, initial: pga.tell(s, o, f, d, e, k, train=~initial),
+                 score=pga.score_fn,
+                 sum_keys=("num_inserted", "num_new", "num_improved", "num_inserted_ga", "num_inserted_pg",
+                           "greedy_inserted"),
+                 mean_keys=("batch_max_fitness", "greedy_fitness", "critic_loss", "greedy_actor_loss"))
+    return algo, pga
+
+
+def build(config: ml_collections.ConfigDict) -> QDSetup:
+    """Check ``config`` and build the task and the per-seed init / chunk / final functions (not jitted)."""
+    _check(config)
+    task = make_task(config)
+    if config.robustness.num_episodes and not task.random_init:
+        robust_task = make_task(_with(config, random_init=True))
+    else:
+        robust_task = task
+    metrics_fn = functools.partial(qd_metrics, f_min=float(config.f_min))
+    batch = int(config.batch_size)
+    grid = tuple(int(s) for s in config.archive.grid_shape)
+    if len(grid) != task.descriptor_size:
+        raise ValueError(f"config.archive.grid_shape {grid} has {len(grid)} axes but task {task.name!r} has "
+                         f"{task.descriptor_size} descriptors")
+    lo, hi = task.descriptor_bounds
+    if config.algo == "pga_me":
+        algo, pga = _pga_me(task, config, metrics_fn)
+        buffer_bytes = pga.buffer_bytes()
+    else:
+        algo, buffer_bytes = _map_elites(task, config, metrics_fn), 0
+
+    num_episodes = int(config.robustness.num_episodes)
+    every_chunk = bool(config.robustness.every_chunk) and num_episodes > 0
+    gens_per_chunk = int(config.generations_per_chunk)
+    robust_keys = ROBUSTNESS_METRICS if every_chunk else ()
+
+    def init_seed(seed_key):
+        """The state before generation 0 (empty archive) and the metrics of column 0 (zeros, NaN means)."""
+        archive = Archive.grid(grid, lo, hi, jnp.zeros(task.genome_size, jnp.float32))
+        state = algo.init_state(archive, jax.random.fold_in(seed_key, _INIT_KEY))
+        out = {k: v for k, v in metrics_fn(archive).items() if k in ARCHIVE_METRICS}
+        out.update({k: jnp.zeros((), jnp.int32) for k in algo.sum_keys})
+        out.update({k: jnp.full((), jnp.nan, jnp.float32) for k in algo.mean_keys + robust_keys})
+        out["evaluations"] = state.num_evals
+        return QDRunState(algo=state, key=seed_key), out
+
+    def generation(carry, g):
+        """Generation ``g``: the initial population if g == 0 (unbatched, so a real cond), else emitted."""
+        s, acc = carry
+        k_emit, k_score, k_tell = jax.random.split(jax.random.fold_in(s.key, g), 3)
+        initial = g == 0
+        offspring = jax.lax.cond(initial, lambda: task.init_genomes(k_emit, batch),
+                                 lambda: algo.emit(s.algo, k_emit))
+        fitnesses, descriptors, extras = algo.score(offspring, k_score)
+        state, m = algo.tell(s.algo, offspring, fitnesses, descriptors, extras, k_tell, initial)
+        emitted = jnp.where(initial, 0.0, 1.0)
+        acc = {"n": acc["n"] + emitted,
+               **{k: acc[k] + m[k].astype(jnp.int32) for k in algo.sum_keys},
+               **{k: acc[k] + emitted * m[k].astype(jnp.float32) for k in algo.mean_keys}}
+        return (s.replace(algo=state), acc), None
+
+    def chunk_seed(run_state, first_generation, last_generation):
+        """Generations first .. first+G-1; those past ``last_generation`` are skipped (both unbatched)."""
+        gens = first_generation + jnp.arange(gens_per_chunk, dtype=jnp.int32)
+
+        def body(carry, g):  # the predicate is unbatched under vmap, so this stays a real cond (no select)
+            return jax.lax.cond(g <= last_generation, generation, lambda c, g: (c, None), carry, g)
+
+        acc = {"n": jnp.zeros((), jnp.float32), **{k: jnp.zeros((), jnp.int32) for k in algo.sum_keys},
+               **{k: jnp.zeros((), jnp.float32) for k in algo.mean_keys}}
+        (s, acc), _ = jax.lax.scan(body, (run_state, acc), gens)
+        out = {k: v for k, v in metrics_fn(s.algo.archive).items() if k in ARCHIVE_METRICS}
+        out.update({k: acc[k] for k in algo.sum_keys})
+        out.update({k: jnp.where(acc["n"] > 0, acc[k] / jnp.maximum(acc["n"], 1.0), jnp.nan)
+                    for k in algo.mean_keys})
+        out["evaluations"] = s.algo.num_evals
+        if every_chunk:
+            key = jax.random.fold_in(jax.random.fold_in(s.key, _ROBUST_STREAM), s.algo.generation)
+            r = qd_robustness.best_elite_robustness(robust_task, s.algo.archive, key, num_episodes)
+            out.update({k: r[k] for k in ROBUSTNESS_METRICS})
+        return s, out
+
+    def final_seed(run_state):
+        """The final archive, and its post-hoc robustness: every elite re-evaluated with the same episodes
+        (mean elite robustness); the best elite's figures are read from the same re-evaluation."""
+        archive = run_state.algo.archive
+        out = {"fitnesses": archive.fitnesses, "descriptors": archive.descriptors}
+        if num_episodes:
+            key = jax.random.fold_in(jax.random.fold_in(run_state.key, _ROBUST_STREAM), _FINAL_KEY)
+            r = qd_robustness.mean_elite_robustness(robust_task, archive, key, num_episodes,
+                                                    block_size=config.robustness.block_size or None)
+            best = jnp.argmax(archive.fitnesses)
+            out.update(mean_elite_robustness=r["mean_elite_robustness"], cell_robustness=r["cell_robustness"],
+                       best_returns=r["cell_returns"][best], best_robustness=r["cell_robustness"][best])
+        return out
+
+    return QDSetup(config=config, task=task, robust_task=robust_task, init_seed=init_seed, chunk_seed=chunk_seed,
+                   final_seed=final_seed, metrics_fn=metrics_fn,
+                   num_generations=int(config.total_evals) // batch, buffer_bytes=buffer_bytes)
+
+
+def kernels(setup: QDSetup):
+    """``(init, chunk, final)``: the seed-batched, jitted kernels of a setup (built once per setup).
+
+    ``init(keys) -> (state, metrics)``; ``chunk(state, first_generation, last_generation) -> (state, metrics)``
+    (the state is donated; the generation indices are unbatched int32 scalars); ``final(state) -> dict``.
+    ``config.compiler_options`` (XLA options, e.g. ``{"xla_backend_optimization_level": 0}``, which halves
+    CPU compile time at a slower CPU run time; the tests use it) is passed to every kernel.
+    """
+    if setup._kernels is None:
+        opts = dict(setup.config.get("compiler_options", {}) or {}) or None
+        setup._kernels = (
+            jax.jit(jax.vmap(setup.init_seed), compiler_options=opts),
+            jax.jit(jax.vmap(setup.chunk_seed, in_axes=(0, None, None)), donate_argnums=0, compiler_options=opts),
+            jax.jit(jax.vmap(setup.final_seed), compiler_options=opts),
+        )
+    return setup._kernels
+
+
+def _kernel_key(config) -> dict:
+    """The part of a config that determines the kernels (not where or how the run is logged)."""
+    return {k: v for k, v in _jsonable(config).items() if k not in ("wandb", "progress", "run_dir", "force")}
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_build(config_json: str) -> QDSetup:
+    # repeated runs of one config in a process (resume, notebooks, tests) reuse the task and traced kernels
+    return build(ml_collections.ConfigDict(json.loads(config_json)))
+
+
+def _with(config, **task_overrides):
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.task.update(task_overrides)
+    return c
+
+
+def seed_keys(config) -> jax.Array:
+    base = jax.random.PRNGKey(config.seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.num_seeds))
+
+
+# -- run directory -------------------------------------------------------------------------------------------
+def default_run_dir(config) -> str:
+    return os.path.join("runs", f"qd-{config.algo}-{config.task.name}-seed{config.seed}")
+
+
+def _jsonable(config) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def _comparable(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in RESUMABLE_CHANGES}
+
+
+def prepare_run_dir(run_dir: str, config, force: bool) -> bool:
+    """Create or check ``run_dir``; True if it holds a run to resume. Refuses a different config unless forced."""
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"run_dir {run_dir!r} is not writable: {err}") from err
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        old = json.load(f)
+    new = _jsonable(config)
+    if _comparable(old) != _comparable(new) and not force:
+        diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        raise ValueError(f"run_dir {run_dir!r} holds a QD run with a different config (differs in {diff}); use "
+                         f"another run_dir, or force=True (--force) to resume it with the new config")
+    return True
+
+
+def write_results(run_dir: str, history: dict, attrs: dict) -> str:
+    path = os.path.join(run_dir, "qd.h5")
+    rl_logging.write_h5(path, history, attrs)
+    return path
+
+
+def _append(history: dict, metrics: dict, generations: int) -> None:
+    """Append one column (chunk) to the [S, P] history."""
+    for k, v in metrics.items():
+        v = np.asarray(v)[:, None]
+        history[k] = v if k not in history else np.concatenate([history[k], v], axis=1)
+    g = np.array([generations])
+    history["generations"] = g if "generations" not in history else np.concatenate([history["generations"], g])
+
+
+def _place(state: Any, num_seeds: int) -> Any:
+    """Seed axis over the devices (`rlland.sharding`), or committed to the default device: a fresh state (jit
+    output, uncommitted) and a restored one (committed) then lower to the same kernel, so resuming hits the
+    compilation caches instead of compiling again."""
+    placement = sharding.seed_sharding(num_seeds)
+    return jax.device_put(state, placement if placement is not None else jax.devices()[0])
+
+
+def generations_done(state: QDRunState) -> int:
+    """Generations done by a seed-batched state (``generation + 1``; 0 before the initial population)."""
+    g = np.asarray(state.algo.generation)
+    if not np.all(g == g.flat[0]):
+        raise RuntimeError(f"seeds are at different generations {g.tolist()}; the state is corrupt")
+    return int(g.flat[0]) + 1
+
+
+# -- the host loop -------------------------------------------------------------------------------------------
+def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bool | None = None,
+        max_chunks: int | None = None) -> QDResult:
+    """Run ``config.num_seeds`` seeds of ``config.algo`` on ``config.task``; resume if ``run_dir`` holds a run.
+
+    ``max_chunks`` stops after that many chunks of this call (as if interrupted; a later call resumes from the
+    last checkpoint). Final robustness and figures are written once the budget is spent.
+    """
+    config = ml_collections.ConfigDict(config.to_dict())
+    run_dir = run_dir or config.get("run_dir") or default_run_dir(config)
+    force = config.get("force", False) if force is None else force
+    if config.wandb.mode not in ("online", "offline", "disabled"):
+        raise ValueError(f"config.wandb.mode must be online, offline or disabled, got {config.wandb.mode!r}")
+    setup = _cached_build(json.dumps(_kernel_key(config), sort_keys=True))
+    if setup.buffer_bytes:
+        check_fits(setup.buffer_bytes * config.num_seeds, f"{config.num_seeds} PGA replay buffers")
+    resuming = prepare_run_dir(run_dir, config, force)
+    checkpoint.write_json_atomic(os.path.join(run_dir, "config.json"), _jsonable(config))
+
+    keys = seed_keys(config)
+    init_fn, chunk_fn, final_fn = kernels(setup)
+    ckpts = checkpoint.Checkpoints(run_dir, keep=config.keep_checkpoints)
+    total = setup.num_generations
+    t0 = time.perf_counter()
+    state, m0 = init_fn(keys)  # cheap (nothing is scored); also the restore target
+    restored = ckpts.restore_latest(state) if resuming else None
+    if restored is None:
+        history = {}
+        _append(history, jax.tree.map(np.asarray, m0), 0)
+    else:
+        _, state, history = restored
+        state = jax.tree.map(jnp.asarray, state)
+        print(f"resuming {run_dir} after generation {generations_done(state)} of {total}")
+    state = _place(state, config.num_seeds)
+    init_seconds = time.perf_counter() - t0
+
+    g32 = lambda g: np.asarray(g, np.int32)  # noqa: E731
+    t0 = time.perf_counter()
+    if generations_done(state) < total:  # compiled once; a finished run only rewrites its results
+        chunk_fn = chunk_fn.lower(state, g32(0), g32(total - 1)).compile()
+    compile_seconds = time.perf_counter() - t0
+    attrs = {"config": _jsonable(config), "qd_score_convention": "sum over elites of (f - f_min) (dqd-rl)",
+             "f_min": float(config.f_min), "compile_seconds": compile_seconds, "init_seconds": init_seconds}
+    sink = rl_logging.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds,
+                                _jsonable(config), mode=config.wandb.mode, project=config.wandb.project)
+    done = generations_done(state)
+    evals = int(np.asarray(state.algo.num_evals).flat[0])
+    bar = tqdm(total=int(config.total_evals), initial=evals, unit="eval", unit_scale=True, dynamic_ncols=True,
+               disable=not config.get("progress", True),
+               desc=f"{config.algo}/{config.task.name} x{config.num_seeds}")
+    bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")
+    if restored is None:
+        sink.log(evals, {k: v[:, 0] for k, v in history.items() if k != "generations"})
+    chunks_done, run_seconds = 0, 0.0
+    try:
+        while done < total and (max_chunks is None or chunks_done < max_chunks):
+            t0 = time.perf_counter()
+            state, metrics = chunk_fn(state, g32(done), g32(total - 1))
+            metrics = jax.tree.map(np.asarray, metrics)
+            run_seconds += time.perf_counter() - t0
+            done, chunks_done = generations_done(state), chunks_done + 1
+            _append(history, metrics, done)
+            new_evals = int(metrics["evaluations"][0])
+            sink.log(new_evals, metrics)
+            bar.update(new_evals - evals)
+            evals = new_evals
+            bar.set_postfix_str(f"qd {metrics['qd_score'].mean():.4g} cov {metrics['coverage'].mean():.3f}")
+            if chunks_done % config.checkpoint_every == 0 or done >= total \
+                    or (max_chunks is not None and chunks_done >= max_chunks):
+                ckpts.save(done, state, history)
+                write_results(run_dir, history, attrs | {"run_seconds": run_seconds})
+    finally:
+        bar.close()
+        sink.finish()
+    complete = done >= total
+    if complete:
+        final = jax.tree.map(np.asarray, final_fn(state))
+        history.update({f"final/{k}": v for k, v in final.items()})
+        fig_dir = os.path.join(run_dir, "figures")
+        qd_plotting.save_archive_heatmaps(state.algo.archive, fig_dir,
+                                          title=f"{config.algo} on {config.task.name}")
+        fig = qd_plotting.qd_curves(history["evaluations"], history,
+                                    title=f"{config.algo} on {config.task.name} ({config.num_seeds} seeds)")
+        qd_plotting.save(fig, os.path.join(fig_dir, "qd_curves.png"))
+    write_results(run_dir, history, attrs | {"run_seconds": run_seconds})
+    return QDResult(run_dir=run_dir, state=state, history=history, compile_seconds=compile_seconds,
+                    complete=complete)
+
+
+def num_chunks(config) -> int:
+    """Chunks an uninterrupted run of ``config`` takes."""
+    return math.ceil(int(config.total_evals) // int(config.batch_size) / int(config.generations_per_chunk))

@@ -1,0 +1,221 @@
+"""The QD driver (rlland.qd.driver), robustness, heatmaps and configs/qd.py.
+
+One tiny MAP-Elites hopper config (2 seeds vmapped) is run three times: uninterrupted, and interrupted after
+one chunk then resumed; the archives and every logged metric must be identical. The kernels are compiled at
+XLA backend optimisation level 0 (``config.compiler_options``) and shared by the three runs."""
+import dataclasses
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from rlland import qd
+from rlland.logging import read_h5
+from rlland.qd import driver
+from rlland.qd import plotting as qd_plotting
+
+_spec = importlib.util.spec_from_file_location(
+    "qd_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "qd.py"))
+qd_configs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(qd_configs)
+
+BATCH, GENS_PER_CHUNK = 8, 4
+
+
+def tiny_config():
+    c = qd_configs.get_config("map_elites/hopper/quick")
+    c.task.update(episode_length=20, hidden_sizes=(8, 8))
+    c.archive.grid_shape = (8,)
+    c.batch_size = BATCH
+    c.total_evals = BATCH * 7  # 7 generations (0 = the initial population) in chunks of 4: the 2nd has one idle
+    c.generations_per_chunk = GENS_PER_CHUNK
+    c.checkpoint_every = 1
+    c.emitter.sigma = 0.2
+    c.robustness.update(num_episodes=3, every_chunk=True, block_size=4)  # 8 cells in 2 blocks
+    c.num_seeds = 2
+    c.wandb.mode = "disabled"
+    c.progress = False
+    c.compiler_options = {"xla_backend_optimization_level": 0}
+    return c
+
+
+# ----------------------------------------------------------------------------------------------- driver
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qd")
+    config = tiny_config()
+    full = driver.run(config, run_dir=str(root / "full"))
+    part = driver.run(config, run_dir=str(root / "resumed"), max_chunks=1)
+    part_gen = np.asarray(part.state.algo.generation).tolist()
+    resumed = driver.run(config, run_dir=str(root / "resumed"))
+    return config, full, part, part_gen, resumed
+
+
+def test_driver_resumes_exactly(runs):
+    _, full, part, part_gen, resumed = runs
+    assert full.complete and resumed.complete and not part.complete
+    assert part_gen == [GENS_PER_CHUNK - 1] * 2  # stopped after the first chunk (generations 0 .. 3)
+    assert np.asarray(resumed.state.algo.generation).tolist() == [6, 6]
+    jax.tree.map(np.testing.assert_array_equal, resumed.state, full.state)  # bit-identical archives and keys
+    assert sorted(resumed.history) == sorted(full.history)
+    for k in full.history:
+        np.testing.assert_array_equal(resumed.history[k], full.history[k], err_msg=k)
+
+
+def test_driver_writes_metrics_robustness_and_figures(runs):
+    config, full, _, _, _ = runs
+    data, attrs = read_h5(os.path.join(full.run_dir, "qd.h5"))
+    assert data["generations"].tolist() == [0, 4, 7]
+    np.testing.assert_array_equal(data["evaluations"], [[0, 32, 56]] * 2)
+    for k in ("qd_score", "coverage", "max_fitness", "mean_fitness", "num_inserted", "robustness"):
+        assert data[k].shape == (2, 3), k
+    assert np.all(data["qd_score"][:, 0] == 0) and np.all(data["coverage"][:, 0] == 0)  # the study's leading 0
+    assert np.all(data["qd_score"][:, 2] > data["qd_score"][:, 1])  # MAP-Elites improves on the first chunk
+    assert np.all((data["coverage"][:, 1:] > 0) & (data["coverage"][:, 1:] <= 1))
+    assert np.all(data["num_inserted"][:, 1] >= data["num_elites"][:, 1])
+    np.testing.assert_allclose(data["qd_score"][:, -1],
+                               np.asarray(qd.metrics(full.archive, f_min=config.f_min)["qd_score"]), rtol=1e-6)
+    assert config.f_min == -0.9 * 20  # QDax's hopper offset x episode length, in the study's convention
+    assert json.loads(attrs["config"])["algo"] == "map_elites" and attrs["compile_seconds"] > 0
+    # robustness: NaN before any chunk, then finite; the best elite is what was re-evaluated
+    assert np.all(np.isnan(data["robustness"][:, 0])) and np.all(np.isfinite(data["robustness"][:, 1:]))
+    np.testing.assert_allclose(data["best_fitness"][:, -1], data["max_fitness"][:, -1])
+    np.testing.assert_allclose(data["robustness"], data["best_reevaluated"] - data["best_fitness"], rtol=1e-5)
+    assert data["final/mean_elite_robustness"].shape == (2,)
+    assert np.all(np.isfinite(data["final/mean_elite_robustness"]))
+    filled = np.isfinite(data["final/fitnesses"])
+    assert np.array_equal(np.isfinite(data["final/cell_robustness"]), filled)
+    assert data["final/best_returns"].shape == (2, 3) and np.all(np.isfinite(data["final/best_returns"]))
+    figs = sorted(os.listdir(os.path.join(full.run_dir, "figures")))
+    assert figs == ["archive_seed0.png", "archive_seed1.png", "qd_curves.png"]
+    for f in figs:
+        with open(os.path.join(full.run_dir, "figures", f), "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert len(os.listdir(os.path.join(full.run_dir, "checkpoints"))) <= config.keep_checkpoints
+
+
+def test_driver_refuses_a_different_config_and_bad_budgets(runs):
+    config, full, _, _, _ = runs
+    other = tiny_config()
+    other.emitter.sigma = 0.5
+    with pytest.raises(ValueError, match="different config"):
+        driver.run(other, run_dir=full.run_dir)
+    bad = tiny_config()
+    bad.total_evals = BATCH * 7 + 1
+    with pytest.raises(ValueError, match="multiple of config.batch_size"):
+        driver.build(bad)
+    bad = tiny_config()
+    bad.algo = "cma_me"
+    with pytest.raises(ValueError, match="map_elites, pga_me"):
+        driver.build(bad)
+    bad = tiny_config()
+    bad.archive.grid_shape = (4, 4)
+    with pytest.raises(ValueError, match="descriptors"):
+        driver.build(bad)
+
+
+def test_configs_carry_the_study_settings():
+    for algo in ("map_elites", "pga_me"):
+        for task, grid in (("hopper", (1000,)), ("walker2d", (32, 32)), ("halfcheetah", (32, 32)),
+                           ("ant", (6, 6, 6, 6))):
+            c = qd_configs.get_config(f"{algo}/{task}")
+            assert tuple(c.archive.grid_shape) == grid and tuple(c.archive.grid_shape) == qd.STUDY_GRID_SHAPES[task]
+            assert (c.total_evals, c.batch_size, c.task.episode_length) == (1_000_000, 100, 1000)
+            assert tuple(c.task.hidden_sizes) == (128, 128) and c.task.random_init
+            assert c.f_min == pytest.approx(-qd.QDAX_REWARD_OFFSET[task] * 1000)
+    c = qd_configs.get_config("pga_me/walker2d")
+    assert (c.pga.num_critic_training_steps, c.pga.num_pg_training_steps, c.pga.proportion_ga) == (300, 10, 0.5)
+    assert c.emitter.sigma == 0.02 and c.robustness.num_episodes == 10
+    assert driver.num_chunks(c) == 100  # 10,000 generations (the initial population is the first), 100 per chunk
+    assert qd_configs.get_config("quick").algo == "pga_me"
+    with pytest.raises(ValueError, match="algo"):
+        qd_configs.get_config("pga_me")
+    with pytest.raises(ValueError, match="unknown QD task"):
+        qd_configs.get_config("pga_me/humanoid")
+
+
+# ----------------------------------------------------------------------------------------------- robustness
+@dataclasses.dataclass(frozen=True)
+class NoisyTask:
+    """Return = genome[0] + u(start key), u uniform in [0, 1): robustness is known in closed form."""
+
+    random_init: bool = True
+
+    def rollout(self, genome, key, return_transitions=False):
+        return {"fitness": genome[0] + jax.random.uniform(key)}
+
+
+def test_robustness_by_hand():
+    task = NoisyTask()
+    archive = qd.Archive.grid((5,), 0.0, 1.0, jnp.zeros(2))
+    genomes = jnp.array([[1.0, 0.0], [5.0, 0.0], [3.0, 0.0]])
+    archive, _ = archive.add(genomes, jnp.array([1.2, 5.9, 3.0]), jnp.array([[0.1], [0.5], [0.9]]))
+    key, n = jax.random.PRNGKey(0), 4
+    u = jax.vmap(jax.random.uniform)(qd.robustness.episode_keys(key, n))
+    out = qd.mean_elite_robustness(task, archive, key, n, block_size=2, f_min=-1.0, max_objective=9.0)
+    expected = np.array([1.0 - 1.2, np.nan, 5.0 - 5.9, np.nan, 3.0 - 3.0]) + float(u.mean())
+    np.testing.assert_allclose(out["cell_robustness"], expected, rtol=1e-6)  # same episodes for every elite
+    np.testing.assert_allclose(out["mean_elite_robustness"], np.nanmean(expected), rtol=1e-6)
+    np.testing.assert_allclose(out["normalized_mean_elite_robustness"], np.nanmean(expected) / 10.0, rtol=1e-6)
+    np.testing.assert_allclose(out["cell_returns"][2], 5.0 + u, rtol=1e-6)
+    unblocked = qd.mean_elite_robustness(task, archive, key, n)
+    np.testing.assert_allclose(unblocked["cell_robustness"], out["cell_robustness"], rtol=1e-6)
+    best = qd.best_elite_robustness(task, archive, key, n)
+    np.testing.assert_allclose(best["robustness"], 5.0 + float(u.mean()) - 5.9, rtol=1e-6)
+    assert float(best["best_fitness"]) == pytest.approx(5.9)
+    empty = qd.best_elite_robustness(task, qd.Archive.grid((5,), 0.0, 1.0, jnp.zeros(2)), key, n)
+    assert np.isnan(float(empty["robustness"]))
+    with pytest.raises(ValueError, match="random_init"):
+        qd.best_elite_robustness(NoisyTask(random_init=False), archive, key, n)
+    with pytest.raises(ValueError, match="num_episodes"):
+        qd.reevaluate(task, genomes, key, 0)
+
+
+# ----------------------------------------------------------------------------------------------- heatmaps
+def random_archive(shape, seed=0, fill=0.6):
+    rng = np.random.RandomState(seed)
+    archive = qd.Archive.grid(shape, 0.0, 1.0, jnp.zeros(1))
+    n = int(np.prod(shape) * 2)
+    archive, _ = archive.add(jnp.zeros((n, 1)), jnp.asarray(rng.randn(n), jnp.float32),
+                             jnp.asarray(rng.rand(n, len(shape)) * (rng.rand(n, 1) < fill + 0.2), jnp.float32))
+    return archive
+
+
+@pytest.mark.parametrize("shape", [(30,), (8, 6), (3, 4, 5), (3, 3, 4, 4)])
+def test_heatmaps_write_pngs(shape, tmp_path):
+    archive = random_archive(shape)
+    fig = qd_plotting.archive_heatmap(archive, title=f"{len(shape)}-D")
+    if len(shape) == 4:  # a grid of 2-D slices: one panel per (d0, d1) bin, plus the colour bar
+        assert len(fig.axes) == shape[0] * shape[1] + 1
+        assert fig.axes[0].images[0].get_array().shape == (shape[3], shape[2])
+    path = qd_plotting.save(fig, str(tmp_path / "h.png"))
+    img = plt.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.05  # not blank
+    # empty cells are NaN (drawn grey), the rest the archived fitnesses
+    grid = qd_plotting.grid_image(archive.fitnesses, shape)
+    assert np.array_equal(np.isnan(grid).ravel(), ~np.asarray(archive.filled))
+
+
+def test_heatmap_seed_batch_cvt_and_errors(tmp_path):
+    archives = jax.tree.map(lambda *x: jnp.stack(x), random_archive((4, 4), 0), random_archive((4, 4), 1))
+    paths = qd_plotting.save_archive_heatmaps(archives, str(tmp_path), title="two seeds")
+    assert [os.path.basename(p) for p in paths] == ["archive_seed0.png", "archive_seed1.png"]
+    cvt = qd.Archive.empty(jax.random.uniform(jax.random.PRNGKey(0), (20, 2)), jnp.zeros(1), minval=0.0, maxval=1.0)
+    cvt, _ = cvt.add(jnp.zeros((10, 1)), jnp.arange(10.0), jax.random.uniform(jax.random.PRNGKey(1), (10, 2)))
+    qd_plotting.save(qd_plotting.archive_heatmap(cvt), str(tmp_path / "cvt.png"))
+    curves = qd_plotting.qd_curves(np.array([8, 16, 24]),
+                                   {"qd_score": np.random.rand(2, 3), "coverage": np.ones((2, 3))})
+    qd_plotting.save(curves, str(tmp_path / "curves.png"))
+    assert all(os.path.getsize(tmp_path / f) > 1000 for f in ("cvt.png", "curves.png"))
+    with pytest.raises(ValueError, match="1 to 4 descriptors"):
+        qd_plotting.heatmap(np.zeros(32), (2, 2, 2, 2, 2))
+    with pytest.raises(ValueError, match="do not fill"):
+        qd_plotting.heatmap(np.zeros(5), (2, 2))
+    with pytest.raises(ValueError, match="ONE seed"):
+        qd_plotting.archive_heatmap(archives)

@@ -25,7 +25,7 @@ Override anything on the command line, e.g. ``--config.num_seeds=2 --config.pga.
 """
 import ml_collections
 
-ALGOS = ("map_elites", "pga_me")
+ALGOS = ("map_elites", "pga_me", "cma_mega_es", "cma_mega_td3_es", "me_es")
 TASKS = ("hopper", "walker2d", "halfcheetah", "ant")
 GRIDS = {"hopper": (1000,), "walker2d": (32, 32), "halfcheetah": (32, 32), "ant": (6, 6, 6, 6)}
 REWARD_OFFSET = {"ant": 3.24, "halfcheetah": 9.231, "hopper": 0.9, "walker2d": 1.413}  # QDax, per step
@@ -54,6 +54,10 @@ def base(algo: str, task: str) -> ml_collections.ConfigDict:
         transitions_batch_size=256, critic_hidden_sizes=(256, 256), policy_delay=2,
         critic_learning_rate=3e-4, greedy_learning_rate=3e-4, policy_learning_rate=1e-3, gamma=0.99, tau=0.005,
         policy_noise=0.2, noise_clip=0.5, iso_sigma=0.005, line_sigma=0.05))
+    # CMA-MEGA (ES) and CMA-MEGA (TD3, ES), reference C.3: rlland.qd.cma_mega (the TD3 critic uses c.pga's TD3 keys)
+    c.cma_mega = ml_collections.ConfigDict()
+    # ME-ES, reference C.3: rlland.qd.me_es
+    c.me_es = ml_collections.ConfigDict()
     c.robustness = ml_collections.ConfigDict(dict(num_episodes=10, every_chunk=True, block_size=100))
     c.compiler_options = ml_collections.ConfigDict()  # XLA options for every kernel (see rlland.qd.driver.kernels)
     c.seed = 0

@@ -107,7 +107,7 @@ def test_driver_refuses_a_different_config_and_bad_budgets(runs):
         driver.run(other, run_dir=full.run_dir)
     bad = tiny_config()
     bad.total_evals = BATCH * 7 + 1
-    with pytest.raises(ValueError, match="multiple of config.batch_size"):
+    with pytest.raises(ValueError, match="multiple of the evaluations per generation"):
         driver.build(bad)
     bad = tiny_config()
     bad.algo = "cma_me"

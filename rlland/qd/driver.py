@@ -2,14 +2,15 @@
 
 Seeds are one batch: ``jax.vmap`` of the per-seed init (an empty archive and, for PGA-ME, an untrained critic),
 then chunks of ``jit(vmap(scan(generation, G)))`` compiled once, with a thin host loop between chunks for
-logging (``qd.h5`` + wandb), rolling checkpoints (`rlland.checkpoint.Checkpoints`) and a tqdm bar. A generation
-is emit -> score -> tell; generation 0 "emits" the initial population (``task.init_genomes``: Xavier-initialised
+logging (``qd.h5`` + wandb), rolling checkpoints (`rlland.checkpoint.Checkpoints`) and a tqdm bar. Algorithms
+plug in as an `rlland.qd.algo.Algo` (registry `ALGOS`). For MAP-Elites and PGA-ME a generation is
+emit -> score -> tell; generation 0 "emits" the initial population (``task.init_genomes``: Xavier-initialised
 policies, as QDax; the study's pyribs starts from one x0 plus N(0, 0.02^2) noise) and, for PGA-ME, does not train
 the critic. Both kinds of generation share one rollout graph, so a chunk kernel compiles the Brax step once.
 
 Budget (reference C.2): ``total_evals`` counts every scored genome, the initial population included; a
-generation scores ``batch_size`` genomes, so a run has ``total_evals / batch_size`` generations (the study:
-1e6 / 100 = 10,000). The best elite is re-evaluated at the end of every chunk (``robustness.every_chunk``; the
+generation scores ``Algo.evals_per_generation`` genomes (``batch_size`` for MAP-Elites and PGA-ME), so a run
+has ``total_evals / evals_per_generation`` generations (the study: 1e6 / 100 = 10,000). The best elite is re-evaluated at the end of every chunk (``robustness.every_chunk``; the
 study does it every generation) and every elite once at the end (mean elite robustness, reference C.4);
 re-evaluations are not counted in the budget (as in the study).
 
@@ -69,13 +70,17 @@ from rlland import logging as rl_logging
 from rlland.buffers import check_fits
 from rlland.qd import plotting as qd_plotting
 from rlland.qd import robustness as qd_robustness
+from rlland.qd.algo import Algo, emit_score_tell
 from rlland.qd.archive import Archive
 from rlland.qd.emitters import GaussianParams, IsoLineParams, gaussian_emitter, iso_line_emitter
 from rlland.qd.map_elites import MapElitesState, _step_metrics
 from rlland.qd.metrics import metrics as qd_metrics
 from rlland.qd.pga import PGAME, PGAConfig, PGAParams
 
-ALGOS = ("map_elites", "pga_me")
+# algorithm name -> its builder, ``(task, config, metrics_fn) -> Algo`` ("module:function", imported when used)
+ALGOS = {"map_elites": "rlland.qd.driver:map_elites_algo", "pga_me": "rlland.qd.driver:pga_me_algo",
+         "cma_mega_es": "rlland.qd.cma_mega:cma_mega_es_algo",
+         "cma_mega_td3_es": "rlland.qd.cma_mega:cma_mega_td3_es_algo", "me_es": "rlland.qd.me_es:me_es_algo"}
 EMITTERS = {"gaussian": (gaussian_emitter, GaussianParams), "iso_line": (iso_line_emitter, IsoLineParams)}
 # keys that may change when a run directory is resumed (they do not change what is computed)
 RESUMABLE_CHANGES = ("total_evals", "wandb", "progress", "run_dir", "force")
@@ -152,32 +157,23 @@ def _check(config) -> None:
                 "keep_checkpoints"):
         if not int(config[key]) > 0:
             raise ValueError(f"config.{key} must be > 0, got {config[key]}")
-    if config.total_evals % config.batch_size:
-        raise ValueError(f"config.total_evals ({config.total_evals}) must be a multiple of config.batch_size "
-                         f"({config.batch_size}): every generation scores batch_size genomes")
-    if config.total_evals < 2 * config.batch_size:
-        raise ValueError(f"config.total_evals ({config.total_evals}) leaves no generation after the initial "
-                         f"population of {config.batch_size}")
     if config.algo == "map_elites" and config.emitter.name not in EMITTERS:
         raise ValueError(f"unknown emitter {config.emitter.name!r}; valid: {', '.join(EMITTERS)}")
     if int(config.robustness.num_episodes) < 0:
         raise ValueError(f"config.robustness.num_episodes must be >= 0, got {config.robustness.num_episodes}")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Algo:
-    """An algorithm as ask / tell pieces, so that a chunk step is emit -> score -> tell with ONE rollout graph
-    whether the generation is the initial population (g = 0) or an emitted batch."""
-
-    init_state: Callable  # (archive, key) -> state with generation -1, nothing scored
-    emit: Callable  # (state, key) -> offspring (batch_size, genome_size)
-    tell: Callable  # (state, offspring, fitnesses, descriptors, extras, key, initial: traced bool) -> (state, m)
-    score: Callable  # (genomes, key) -> (fitnesses, descriptors, extras)
-    sum_keys: tuple[str, ...]  # per-generation metrics summed over a chunk
-    mean_keys: tuple[str, ...]  # per-generation metrics averaged over a chunk's emitted generations
+def _check_budget(config, evals_per_generation: int) -> None:
+    if config.total_evals % evals_per_generation:
+        raise ValueError(f"config.total_evals ({config.total_evals}) must be a multiple of the evaluations per "
+                         f"generation ({evals_per_generation} for {config.algo} with config.batch_size = "
+                         f"{config.batch_size})")
+    if config.total_evals < 2 * evals_per_generation:
+        raise ValueError(f"config.total_evals ({config.total_evals}) leaves no generation after the first "
+                         f"({evals_per_generation} evaluations)")
 
 
-def _map_elites(task, config, metrics_fn) -> _Algo:
+def map_elites_algo(task, config, metrics_fn) -> Algo:
     emitter, params_cls = EMITTERS[config.emitter.name]
     params = params_cls(**{f.name: float(config.emitter[f.name]) for f in dataclasses.fields(params_cls)
                            if f.name in config.emitter})
@@ -198,22 +194,31 @@ def _map_elites(task, config, metrics_fn) -> _Algo:
                               num_evals=state.num_evals + jnp.asarray(fitnesses.shape[0], jnp.int32))
         return state, _step_metrics(archive, info, fitnesses, state, metrics_fn)
 
-    return _Algo(init_state=init_state,
-                 emit=lambda s, k: emitter(s.archive, k, batch, s.emitter_params),
-                 tell=tell, score=task.score, sum_keys=("num_inserted", "num_new", "num_improved"),
-                 mean_keys=("batch_max_fitness",))
+    generation = emit_score_tell(lambda k: task.init_genomes(k, batch),
+                                 lambda s, k: emitter(s.archive, k, batch, s.emitter_params), task.score, tell)
+    return Algo(init_state=init_state, generation=generation, evals_per_generation=batch)
 
 
-def _pga_me(task, config, metrics_fn) -> tuple[_Algo, PGAME]:
+def pga_me_algo(task, config, metrics_fn) -> Algo:
     static, params = pga_config(config)
     pga = PGAME(task, static, metrics_fn=metrics_fn)
-    algo = _Algo(init_state=functools.partial(pga.init_state, params=params), emit=pga.emit,
-                 tell=lambda s, o, f, d, e, k, initial: pga.tell(s, o, f, d, e, k, train=~initial),
-                 score=pga.score_fn,
-                 sum_keys=("num_inserted", "num_new", "num_improved", "num_inserted_ga", "num_inserted_pg",
-                           "greedy_inserted"),
-                 mean_keys=("batch_max_fitness", "greedy_fitness", "critic_loss", "greedy_actor_loss"))
-    return algo, pga
+    batch = int(config.batch_size)
+    generation = emit_score_tell(lambda k: task.init_genomes(k, batch), pga.emit, pga.score_fn,
+                                 lambda s, o, f, d, e, k, initial: pga.tell(s, o, f, d, e, k, train=~initial))
+    return Algo(init_state=functools.partial(pga.init_state, params=params), generation=generation,
+                evals_per_generation=batch,
+                sum_keys=("num_inserted", "num_new", "num_improved", "num_inserted_ga", "num_inserted_pg",
+                          "greedy_inserted"),
+                mean_keys=("batch_max_fitness", "greedy_fitness", "critic_loss", "greedy_actor_loss"),
+                buffer_bytes=pga.buffer_bytes())
+
+
+def make_algo(task, config, metrics_fn) -> Algo:
+    """``config.algo``'s `Algo` (see `ALGOS`)."""
+    import importlib
+
+    module, name = ALGOS[config.algo].split(":")
+    return getattr(importlib.import_module(module), name)(task, config, metrics_fn)
 
 
 def build(config: ml_collections.ConfigDict) -> QDSetup:
@@ -225,17 +230,13 @@ def build(config: ml_collections.ConfigDict) -> QDSetup:
     else:
         robust_task = task
     metrics_fn = functools.partial(qd_metrics, f_min=float(config.f_min))
-    batch = int(config.batch_size)
     grid = tuple(int(s) for s in config.archive.grid_shape)
     if len(grid) != task.descriptor_size:
         raise ValueError(f"config.archive.grid_shape {grid} has {len(grid)} axes but task {task.name!r} has "
                          f"{task.descriptor_size} descriptors")
     lo, hi = task.descriptor_bounds
-    if config.algo == "pga_me":
-        algo, pga = _pga_me(task, config, metrics_fn)
-        buffer_bytes = pga.buffer_bytes()
-    else:
-        algo, buffer_bytes = _map_elites(task, config, metrics_fn), 0
+    algo = make_algo(task, config, metrics_fn)
+    _check_budget(config, algo.evals_per_generation)
 
     num_episodes = int(config.robustness.num_episodes)
     every_chunk = bool(config.robustness.every_chunk) and num_episodes > 0
@@ -253,15 +254,10 @@ def build(config: ml_collections.ConfigDict) -> QDSetup:
         return QDRunState(algo=state, key=seed_key), out
 
     def generation(carry, g):
-        """Generation ``g``: the initial population if g == 0 (unbatched, so a real cond), else emitted."""
+        """Generation ``g`` (``initial`` = g == 0 is unbatched, so conds on it stay real branches)."""
         s, acc = carry
-        k_emit, k_score, k_tell = jax.random.split(jax.random.fold_in(s.key, g), 3)
-        initial = g == 0
-        offspring = jax.lax.cond(initial, lambda: task.init_genomes(k_emit, batch),
-                                 lambda: algo.emit(s.algo, k_emit))
-        fitnesses, descriptors, extras = algo.score(offspring, k_score)
-        state, m = algo.tell(s.algo, offspring, fitnesses, descriptors, extras, k_tell, initial)
-        emitted = jnp.where(initial, 0.0, 1.0)
+        state, m = algo.generation(s.algo, jax.random.fold_in(s.key, g), g == 0)
+        emitted = jnp.where(g == 0, 0.0, 1.0)
         acc = {"n": acc["n"] + emitted,
                **{k: acc[k] + m[k].astype(jnp.int32) for k in algo.sum_keys},
                **{k: acc[k] + emitted * m[k].astype(jnp.float32) for k in algo.mean_keys}}
@@ -304,7 +300,8 @@ def build(config: ml_collections.ConfigDict) -> QDSetup:
 
     return QDSetup(config=config, task=task, robust_task=robust_task, init_seed=init_seed, chunk_seed=chunk_seed,
                    final_seed=final_seed, metrics_fn=metrics_fn,
-                   num_generations=int(config.total_evals) // batch, buffer_bytes=buffer_bytes)
+                   num_generations=int(config.total_evals) // algo.evals_per_generation,
+                   buffer_bytes=algo.buffer_bytes)
 
 
 def kernels(setup: QDSetup):
@@ -500,5 +497,6 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
 
 
 def num_chunks(config) -> int:
-    """Chunks an uninterrupted run of ``config`` takes."""
-    return math.ceil(int(config.total_evals) // int(config.batch_size) / int(config.generations_per_chunk))
+    """Chunks an uninterrupted run of ``config`` takes (builds the setup to know a generation's evaluations)."""
+    setup = _cached_build(json.dumps(_kernel_key(config), sort_keys=True))
+    return math.ceil(setup.num_generations / int(config.generations_per_chunk))

@@ -28,3 +28,13 @@ class RunningStats(struct.PyTreeNode):
 
     def normalize(self, x: jax.Array, clip: float = 10.0) -> jax.Array:
         return jnp.clip((x - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)
+
+
+def fold_input_normalizer(layers, mean: jax.Array, std: jax.Array) -> list:
+    """Fold an input normaliser ``z = (s - mean) / std`` into the first ``(W, b)`` layer of an MLP (``W`` of shape
+    ``(..., in, out)``), so that the folded layers take RAW inputs and compute the same function:
+    ``W' = W / std[:, None]``, ``b' = b - (mean / std) @ W``. Clips are not representable and are ignored.
+    Shared by :func:`rlland.regions.actor_layers` (agents) and :mod:`rlland.qd.me_es` (archived ME-ES genomes)."""
+    (w0, b0), rest = layers[0], list(layers[1:])
+    z = mean / std
+    return [(w0 / std[:, None], b0 - jnp.einsum("i,...io->...o", z, w0))] + rest

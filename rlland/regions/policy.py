@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from rlland import networks
+from rlland.normalization import fold_input_normalizer
 from rlland.regions._common import validate_layers
 from rlland.regions.counting import count_on_line, count_on_segment
 from rlland.regions.trajectory import LineCounts, TrajectoryMetrics, trajectory_metrics
@@ -143,8 +144,7 @@ def actor_layers(agent, params, *, fold_obs_norm: bool = True) -> list[tuple[jax
     layers = validate_layers(layers, agent.env.observation_size)
     if fold_obs_norm and _uses_obs_norm(agent):
         mean, std = input_normalizer(agent, params)
-        w0, b0 = layers[0]
-        layers = [(w0 / std[:, None], b0 - (mean / std) @ w0)] + layers[1:]
+        layers = fold_input_normalizer(layers, mean, std)
     return layers
 
 

@@ -1,6 +1,6 @@
-"""QD configs: ``--config=configs/qd.py:<algo>/<task>`` with algo in {map_elites, pga_me} and task in {hopper,
-walker2d, halfcheetah, ant}; ``<algo>/<task>/quick`` (or just ``quick`` = ``pga_me/hopper/quick``) is a small run
-that finishes in minutes on a 2-core CPU (mostly compile time).
+"""QD configs: ``--config=configs/qd.py:<algo>/<task>`` with algo in {map_elites, pga_me, cma_mega_es,
+cma_mega_td3_es, me_es} and task in {hopper, walker2d, halfcheetah, ant}; ``<algo>/<task>/quick`` (or just
+``quick`` = ``pga_me/hopper/quick``) is a small run that finishes in minutes on a 2-core CPU (mostly compile time).
 
 Defaults are the differentiable-QD study's (Tjanaka et al. 2022, dqd-rl; reference C), ported to Brax:
   * archive grids (C.1): hopper 1000 cells (1-D), walker2d and halfcheetah 32 x 32, ant 6^4; descriptors =
@@ -13,6 +13,13 @@ Defaults are the differentiable-QD study's (Tjanaka et al. 2022, dqd-rl; referen
   * PGA-ME: 50 Iso+LineDD (iso 0.005, line 0.05) + 49 PG offspring (10 Adam steps, lr 1e-3) + the greedy
     TD3 actor; 300 critic steps per generation; TD3 as ``td3.gin`` (C.3). QDax's differing defaults are in
     `rlland.qd.pga`;
+  * ME-ES (C.3 ``me_es.gin``, `rlland.qd.me_es`): one generation = one ES iteration of 200 rollouts (100 workers
+    x 2 mirrored, sigma 0.02, action noise 0.01, running observation normalisation, centered ranks, Adam lr
+    0.01 + L2 0.005) from a start cell kept for 10 iterations, explore (novelty, k = 10, ``novelty_bias``) and
+    exploit (``best2inlast5_or_best``) chains alternating, then one noiseless evaluation of the new parameters
+    for the archive. The budget counts the ES rollouts, as the study (5000 iterations x 200 = 1M); the 5000
+    archive evaluations are not counted (``--config.me_es.count_archive_evals=True`` counts them: 201 per
+    generation);
   * robustness (C.4): best elite re-evaluated with 10 episodes at the end of every chunk; mean elite robustness
     over the final archive with 10 episodes;
   * 5 seeds (the paper's figures average 5).
@@ -57,7 +64,13 @@ def base(algo: str, task: str) -> ml_collections.ConfigDict:
     # CMA-MEGA (ES) and CMA-MEGA (TD3, ES), reference C.3: rlland.qd.cma_mega (the TD3 critic uses c.pga's TD3 keys)
     c.cma_mega = ml_collections.ConfigDict()
     # ME-ES, reference C.3: rlland.qd.me_es
-    c.me_es = ml_collections.ConfigDict()
+    c.me_es = ml_collections.ConfigDict(dict(
+        sigma=0.02, learning_rate=0.01, l2_coeff=0.005, nb_consecutive_steps=10, novelty_k=10, action_noise=0.01,
+        obs_norm=True, explore_strategy="novelty_bias", exploit_strategy="best2inlast5_or_best",
+        explore_exploit="robin", count_archive_evals=False))
+    if algo == "me_es":
+        c.batch_size = 200  # ES rollouts per iteration: 100 workers x 2 mirrored -> 5000 iterations for 1M evals
+        c.generations_per_chunk = 50
     c.robustness = ml_collections.ConfigDict(dict(num_episodes=10, every_chunk=True, block_size=100))
     c.compiler_options = ml_collections.ConfigDict()  # XLA options for every kernel (see rlland.qd.driver.kernels)
     c.seed = 0
@@ -83,6 +96,9 @@ def quick(algo: str = "pga_me", task: str = "hopper") -> ml_collections.ConfigDi
     c.emitter.sigma = 0.1
     c.pga.update(num_critic_training_steps=50, num_pg_training_steps=5, replay_buffer_size=50_000,
                  transitions_batch_size=128, critic_hidden_sizes=(64, 64))
+    if algo == "me_es":  # 32 ES rollouts per iteration, 64 iterations (chains of 4 steps)
+        c.batch_size = 32
+        c.me_es.nb_consecutive_steps = 4
     c.robustness.update(num_episodes=4, block_size=0)
     c.num_seeds = 2
     c.run_dir = f"runs/qd-quick-{algo}-{task}"

@@ -7,6 +7,7 @@
     qd.metrics(archive, f_min=...)      # study convention: sum(f - f_min); or offset=... (QDax: sum(f + offset))
     task = qd.make_task("hopper", episode_length=1000)         # fitnesses, descriptors, extras = task.score(g, key)
     pga = qd.PGAME(task, qd.PGAConfig())                       # PGA-ME: state, m = pga.init(...); pga.step(state, key)
+    algo = qd.me_es_algo(task, config, metrics_fn)             # ME-ES as a driver Algo (rlland.qd.me_es)
     qd.best_elite_robustness(task, archive, key, 10); qd.mean_elite_robustness(task, archive, key, 10)
     qd.driver.run(config)                                      # configs/qd.py, experiments/qd.py
     qd.plotting.archive_heatmap(archive)                       # 1-D, 2-D, 3-D, 4-D grid heatmaps
@@ -28,6 +29,7 @@ from rlland.qd.robustness import best_elite_robustness, mean_elite_robustness, r
 
 _TASK_NAMES = ("STUDY_GRID_SHAPES", "TASK_NAMES", "QDTask", "Transitions", "make_task")
 _PGA_NAMES = ("PGAME", "PGAConfig", "PGAParams", "PGAState")
+_ME_ES_NAMES = ("MEESState", "me_es_algo")
 _SUBMODULES = ("driver", "plotting", "pga", "tasks")
 
 
@@ -41,6 +43,9 @@ def __getattr__(name):
         return getattr(importlib.import_module("rlland.qd.tasks"), name)
     if name in _PGA_NAMES:
         return getattr(importlib.import_module("rlland.qd.pga"), name)
+    if name in _ME_ES_NAMES or name == "me_es":
+        module = importlib.import_module("rlland.qd.me_es")
+        return module if name == "me_es" else getattr(module, name)
     if name in _SUBMODULES:
         return importlib.import_module(f"rlland.qd.{name}")
     raise AttributeError(f"module 'rlland.qd' has no attribute {name!r}")
@@ -54,6 +59,7 @@ __all__ = [
     "GaussianParams",
     "IMPROVE_EXISTING",
     "IsoLineParams",
+    "MEESState",
     "MapElitesState",
     "NEW",
     "NOT_ADDED",
@@ -77,6 +83,7 @@ __all__ = [
     "map_elites_chunk",
     "map_elites_init",
     "map_elites_step",
+    "me_es_algo",
     "mean_elite_robustness",
     "metrics",
     "nearest_centroid",

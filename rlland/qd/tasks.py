@@ -197,20 +197,35 @@ class QDTask:
         return (self.foot_floor_distance(pipeline_state) <= 0.0).astype(jnp.float32)
 
     # ------------------------------------------------------------------ evaluation
-    def rollout(self, genome: jax.Array, key: jax.Array, return_transitions: bool | None = None) -> dict:
+    def rollout(self, genome: jax.Array, key: jax.Array, return_transitions: bool | None = None, *,
+                obs_norm: tuple[jax.Array, jax.Array] | None = None, action_noise: float = 0.0,
+                return_obs_stats: bool = False) -> dict:
         """One episode of ``episode_length`` steps (``lax.scan``) for ONE genome.
 
         ``key`` draws the start state when ``random_init`` (otherwise the start is the noiseless reset and
         the key is unused). Returns a dict: fitness, descriptor, episode_length (steps before and including
         termination), and transitions (`Transitions`, leaves ``(T, ...)``) if requested.
+
+        ME-ES options (reference C.3; the defaults leave the rollout unchanged, bit for bit):
+          obs_norm: ``(mean, std)``: the policy sees ``(obs - mean) / std`` (no clip, as dqd-rl's GymControl).
+          action_noise: ``a + action_noise * N(0, I)`` after the tanh (dqd-rl: 0.01 in ES samples); the noise
+            key is split from ``key`` (the start state then uses the other half).
+          return_obs_stats: also return ``obs_sum``, ``obs_sumsq`` ``(obs,)`` and ``obs_count`` over the raw
+            observations acted on before termination (for running normalisation statistics).
         """
         want = self.return_transitions if return_transitions is None else bool(return_transitions)
         env, T = self.env, self.episode_length
+        noisy = action_noise > 0.0
+        if noisy:
+            key, noise_key = jax.random.split(key)
         state = env.reset(key if self.random_init else jax.random.PRNGKey(0))
 
         def step(carry, t):
             state, alive = carry
-            action = self.policy(genome, state.obs)
+            obs_in = state.obs if obs_norm is None else (state.obs - obs_norm[0]) / obs_norm[1]
+            action = self.policy(genome, obs_in)
+            if noisy:
+                action = action + action_noise * jax.random.normal(jax.random.fold_in(noise_key, t), action.shape)
             nxt = env.step(state, action)
             term = nxt.done > 0.5
             out = {
@@ -218,6 +233,8 @@ class QDTask:
                 "contact": self.feet_contact(nxt.pipeline_state),
                 "alive": alive,
             }
+            if return_obs_stats:
+                out["obs"] = state.obs
             if want:
                 out["transition"] = Transitions(
                     obs=state.obs,
@@ -241,21 +258,25 @@ class QDTask:
         }
         if want:
             result["transitions"] = out["transition"]
+        if return_obs_stats:
+            obs = jnp.where(alive[:, None], out["obs"], 0.0)
+            result.update(obs_sum=jnp.sum(obs, 0), obs_sumsq=jnp.sum(obs * obs, 0), obs_count=length)
         return result
 
-    def score(self, genomes: jax.Array, key: jax.Array, return_transitions: bool | None = None):
+    def score(self, genomes: jax.Array, key: jax.Array, return_transitions: bool | None = None, **rollout_kwargs):
         """Evaluate a population: ``(fitnesses (n,), descriptors (n, num_feet), extras)``.
 
         One ``vmap`` over genomes of `rollout`; each genome gets its own start-state key (split from
         ``key``) when ``random_init``. ``extras`` holds ``episode_length`` (n,) and, if
         ``return_transitions`` (default: the task's setting), ``transitions`` with leaves ``(n, T, ...)``
-        — memory ``n * T * (2 obs + act + 4)`` floats.
+        — memory ``n * T * (2 obs + act + 4)`` floats. ``rollout_kwargs`` (``obs_norm``, ``action_noise``,
+        ``return_obs_stats``) go to `rollout`; the observation sums come back in ``extras``.
         """
         genomes = jnp.asarray(genomes)
         if genomes.ndim != 2 or genomes.shape[1] != self.genome_size:
             raise ValueError(f"genomes must be (n, {self.genome_size}) for task {self.name!r}, got {genomes.shape}")
         keys = jax.random.split(key, genomes.shape[0])
-        res = jax.vmap(lambda g, k: self.rollout(g, k, return_transitions))(genomes, keys)
+        res = jax.vmap(lambda g, k: self.rollout(g, k, return_transitions, **rollout_kwargs))(genomes, keys)
         extras = {k: v for k, v in res.items() if k not in ("fitness", "descriptor")}
         return res["fitness"], res["descriptor"], extras
 

@@ -62,7 +62,11 @@ def base(algo: str, task: str) -> ml_collections.ConfigDict:
         critic_learning_rate=3e-4, greedy_learning_rate=3e-4, policy_learning_rate=1e-3, gamma=0.99, tau=0.005,
         policy_noise=0.2, noise_clip=0.5, iso_sigma=0.005, line_sigma=0.05))
     # CMA-MEGA (ES) and CMA-MEGA (TD3, ES), reference C.3: rlland.qd.cma_mega (the TD3 critic uses c.pga's TD3 keys)
-    c.cma_mega = ml_collections.ConfigDict()
+    c.cma_mega = ml_collections.ConfigDict(dict(
+        mu=49, num_samples=100, sample_sigma=0.02, sigma_g=1.0, learning_rate=1.0, restart_rule="no_improvement",
+        abs_objective=False, num_critic_training_steps=600, pg_batch_size=65_536))
+    if algo in ("cma_mega_es", "cma_mega_td3_es"):
+        c.batch_size = 99  # emission batch (TD3: 98 CMA-ES + the greedy actor): 1 + 100 + 99 = 200 evals/generation
     # ME-ES, reference C.3: rlland.qd.me_es
     c.me_es = ml_collections.ConfigDict(dict(
         sigma=0.02, learning_rate=0.01, l2_coeff=0.005, nb_consecutive_steps=10, novelty_k=10, action_noise=0.01,
@@ -96,6 +100,9 @@ def quick(algo: str = "pga_me", task: str = "hopper") -> ml_collections.ConfigDi
     c.emitter.sigma = 0.1
     c.pga.update(num_critic_training_steps=50, num_pg_training_steps=5, replay_buffer_size=50_000,
                  transitions_batch_size=128, critic_hidden_sizes=(64, 64))
+    if algo in ("cma_mega_es", "cma_mega_td3_es"):  # 1 + 16 + 15 = 32 evals per generation, 64 generations
+        c.batch_size = 15
+        c.cma_mega.update(mu=7, num_samples=16, num_critic_training_steps=50, pg_batch_size=1024)
     if algo == "me_es":  # 32 ES rollouts per iteration, 64 iterations (chains of 4 steps)
         c.batch_size = 32
         c.me_es.nb_consecutive_steps = 4

@@ -7,6 +7,7 @@
     qd.metrics(archive, f_min=...)      # study convention: sum(f - f_min); or offset=... (QDax: sum(f + offset))
     task = qd.make_task("hopper", episode_length=1000)         # fitnesses, descriptors, extras = task.score(g, key)
     pga = qd.PGAME(task, qd.PGAConfig())                       # PGA-ME: state, m = pga.init(...); pga.step(state, key)
+    mega = qd.CMAMEGA(task, qd.CMAMEGAConfig())                # CMA-MEGA (ES); (TD3, ES): td3=True, pga=PGAME(...)
     algo = qd.me_es_algo(task, config, metrics_fn)             # ME-ES as a driver Algo (rlland.qd.me_es)
     qd.best_elite_robustness(task, archive, key, 10); qd.mean_elite_robustness(task, archive, key, 10)
     qd.driver.run(config)                                      # configs/qd.py, experiments/qd.py
@@ -30,7 +31,9 @@ from rlland.qd.robustness import best_elite_robustness, mean_elite_robustness, r
 _TASK_NAMES = ("STUDY_GRID_SHAPES", "TASK_NAMES", "QDTask", "Transitions", "make_task")
 _PGA_NAMES = ("PGAME", "PGAConfig", "PGAParams", "PGAState")
 _ME_ES_NAMES = ("MEESState", "me_es_algo")
-_SUBMODULES = ("driver", "plotting", "pga", "tasks")
+_CMA_MEGA_NAMES = ("CMAMEGA", "CMAMEGAConfig", "CMAMEGAState", "cma_mega_es_algo", "cma_mega_td3_es_algo")
+_CMA_ES_NAMES = ("CoefficientCMAES",)
+_SUBMODULES = ("cma_es", "cma_mega", "driver", "es", "plotting", "pga", "tasks")
 
 
 def __getattr__(name):
@@ -46,6 +49,10 @@ def __getattr__(name):
     if name in _ME_ES_NAMES or name == "me_es":
         module = importlib.import_module("rlland.qd.me_es")
         return module if name == "me_es" else getattr(module, name)
+    if name in _CMA_MEGA_NAMES:  # evosax and (TD3 variant) the agents
+        return getattr(importlib.import_module("rlland.qd.cma_mega"), name)
+    if name in _CMA_ES_NAMES:
+        return getattr(importlib.import_module("rlland.qd.cma_es"), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"rlland.qd.{name}")
     raise AttributeError(f"module 'rlland.qd' has no attribute {name!r}")
@@ -54,6 +61,10 @@ def __getattr__(name):
 __all__ = [
     "AddInfo",
     "Archive",
+    "CMAMEGA",
+    "CMAMEGAConfig",
+    "CMAMEGAState",
+    "CoefficientCMAES",
     "DQD_RL_F_MIN",
     "DQD_RL_MAX_OBJECTIVE",
     "GaussianParams",
@@ -74,6 +85,8 @@ __all__ = [
     "Transitions",
     "archive_summary",
     "best_elite_robustness",
+    "cma_mega_es_algo",
+    "cma_mega_td3_es_algo",
     "cvt_centroids",
     "gaussian_emitter",
     "grid_centroids",

@@ -1,0 +1,340 @@
+"""CMA-MEGA with approximated gradients, as in the differentiable-QD RL study (Tjanaka et al., GECCO 2022):
+CMA-MEGA (ES) and CMA-MEGA (TD3, ES). Fontaine & Nikolaidis 2021's CMA-MEGA; reference C.3 (dqd-rl
+``gradient_improvement_emitter.py``) and D (QDax ``cma_mega_emitter.py``).
+
+One generation (one search point ``theta``; the study starts from one x0, here a Xavier genome,
+``task.init_genomes``; generation 0 is an ordinary generation)::
+
+  gradient phase   score theta and n = ``num_samples`` (100) mirrored samples theta + sigma eps_i
+                   (sigma = ``sample_sigma`` = 0.02, eps_{i+n/2} = -eps_i); theta is inserted, the samples are
+                   not (``sample_insert=False``); for f in {objective, measures}:
+                       r = rank(f(samples)) / (n - 1) - 0.5,   g_f = sum_{i<n/2} eps_i (r_i - r_{i+n/2}) / (n/2 sigma)
+                   (`rlland.qd.es.es_gradient`), then every row is unit-normalised, g / (||g|| + 1e-8)
+                   (``normalize_gradients=True``; `rlland.qd.es.unit`).
+                   CMA-MEGA (TD3, ES): the objective row is replaced by the TD3 actor gradient
+                       g_0 = grad_theta [ -mean_s Q1(s, pi_theta(s)) ]   over ``pg_batch_size`` (65,536) replay
+                   samples -- the LOSS gradient, a descent direction, as in the study; the signed coefficient
+                   c_0 absorbs the sign. While the replay buffer is empty (generation 0) g_0 ~ N(0, I), as the
+                   study's random-normal jacobian. Then unit-normalised like the others.
+  emission phase   c_k ~ coefficient CMA-ES (`rlland.qd.cma_es.CoefficientCMAES`: dimension m + 1, mean 0,
+                   sigma_g = 1.0, population ``lambda``, mu = 49 truncation-weighted parents);
+                       theta'_k = theta + sum_j c_{k,j} g_j
+                   NO |c_0| (the study); QDax takes ``abs`` of the objective coefficient (``abs_objective=True``
+                   reproduces QDax). Score and insert the batch (TD3: plus the greedy TD3 actor, inserted, not
+                   ranked: lambda = 98 + 1 greedy); rank the lambda by (status, value) descending with
+                   NEW > IMPROVE_EXISTING > NOT_ADDED and value = `rlland.qd.archive.AddInfo.value` (pyribs 0.4:
+                   the objective for NEW, the change vs the incumbent otherwise; "sequential" status as the
+                   study's one-at-a-time insertion); tell the CMA-ES; then
+                       theta <- theta + lr (sum_{i<=mu} w_i theta'_(i) - theta),   w_i prop. to log(mu + 1/2) - log i
+                   (lr = ``learning_rate`` = 1.0: theta moves to the weighted mean of the top-mu solutions).
+  restart          when no emitted solution was added (``restart_rule="no_improvement"``; "basic" = only the
+                   numerical rules) or a numerical rule fires (`CoefficientCMAES.needs_restart`: cond(C) > 1e14,
+                   sigma sqrt(max eig) < 1e-11, ranked value spread < 1e-12): theta <- a uniformly drawn elite,
+                   the CMA-ES is reset (mean 0, sigma_g, C = I).
+  TD3 (TD3 variant) every evaluated episode's valid transitions (gradient AND emission phase) enter the replay
+                   buffer, then the critic is trained ``num_critic_training_steps`` (600) times, from the second
+                   generation on (the study trains "from generation 2 on"); the greedy actor learns inside that
+                   loop (`rlland.qd.pga.PGAME.train_critic`: twin-Q TD3, actor and targets every policy_delay).
+
+Evaluations per generation: 1 + num_samples + batch_size = 1 + 100 + 99 = 200 (reference C.2: 5000
+generations for 1e6), where batch_size counts the greedy actor in the TD3 variant (98 + 1).
+
+The TD3 machinery (critic, greedy actor, replay of valid transitions, genome-as-actor adapter, losses) is
+`rlland.qd.pga.PGAME`'s, reused as is; the TD3 hyperparameters are ``config.pga``'s (reference C.3 td3.gin).
+Differences from the study's order: here a generation is gradient phase -> emission phase -> store -> train
+(QDax's sequential order); the study trains concurrently with the emission evaluations, on the previous
+generations' experience.
+
+Randomness is split from the generation key; everything is jittable and vmappable over seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from rlland.qd.algo import Algo
+from rlland.qd.archive import IMPROVE_EXISTING, NEW, NOT_ADDED, AddInfo, Archive
+from rlland.qd.cma_es import CMAESState, CoefficientCMAES, truncation_weights
+from rlland.qd.es import es_gradient, mirrored_noise, unit
+from rlland.qd.metrics import archive_summary
+
+RESTART_RULES = ("no_improvement", "basic")
+__all__ = ["CMAMEGA", "CMAMEGAConfig", "CMAMEGAState", "cma_mega_es_algo", "cma_mega_td3_es_algo",
+           "td3_objective_gradient"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CMAMEGAConfig:
+    """Static CMA-MEGA settings; defaults are the study's (reference C.3).
+
+    Attributes:
+      batch_size: emission-phase evaluations (99); the TD3 variant's coefficient population is
+        ``batch_size - 1`` (98) plus the greedy actor.
+      mu: CMA-ES parents and the top-mu solutions averaged into theta (49).
+      num_samples: ES samples of the gradient phase (100, even: mirrored).
+      sample_sigma: ES noise scale (0.02).
+      sigma_g: initial coefficient CMA-ES step size (1.0).
+      learning_rate: step of theta towards the weighted mean of the top-mu solutions (1.0).
+      restart_rule: "no_improvement" (restart when no emitted solution was added) or "basic" (numerical only).
+      abs_objective: QDax's ``|c_0|`` (False: the study's signed coefficient).
+      td3: the TD3 variant (objective row from the critic, greedy actor, critic training).
+      num_critic_training_steps: TD3 critic updates per generation (600).
+      pg_batch_size: replay samples of the TD3 objective gradient (65,536).
+    """
+
+    batch_size: int = 99
+    mu: int = 49
+    num_samples: int = 100
+    sample_sigma: float = 0.02
+    sigma_g: float = 1.0
+    learning_rate: float = 1.0
+    restart_rule: str = "no_improvement"
+    abs_objective: bool = False
+    td3: bool = False
+    num_critic_training_steps: int = 600
+    pg_batch_size: int = 65_536
+
+    def __post_init__(self):
+        if self.restart_rule not in RESTART_RULES:
+            raise ValueError(f"restart_rule must be one of {RESTART_RULES}, got {self.restart_rule!r}")
+        if self.num_samples < 2 or self.num_samples % 2:
+            raise ValueError(f"num_samples must be even and >= 2 (mirrored sampling), got {self.num_samples}")
+        if not 1 <= self.mu <= self.population_size:
+            raise ValueError(f"mu ({self.mu}) must lie in [1, {self.population_size}] (the coefficient population)")
+        if self.population_size < 2:
+            raise ValueError(f"batch_size {self.batch_size} leaves a coefficient population < 2")
+
+    @property
+    def population_size(self) -> int:
+        """Coefficient CMA-ES population (batch_size, less the greedy actor in the TD3 variant)."""
+        return int(self.batch_size) - (1 if self.td3 else 0)
+
+    @property
+    def evals_per_generation(self) -> int:
+        return 1 + int(self.num_samples) + int(self.batch_size)
+
+
+class CMAMEGAState(flax.struct.PyTreeNode):
+    """CMA-MEGA state of one seed (leaves gain a seed axis under vmap).
+
+    Attributes:
+      archive: the `Archive` (``added_at`` = generation).
+      theta: the search point ``(genome_size,)``.
+      cmaes: the coefficient CMA-ES state (`CMAESState`, evosax).
+      generation, num_evals: as in `rlland.qd.map_elites.MapElitesState`.
+      num_restarts: restarts so far.
+      td3, opt_state, buffer, params: TD3 variant only (as `rlland.qd.pga.PGAState`; None otherwise).
+    """
+
+    archive: Archive
+    theta: jax.Array
+    cmaes: CMAESState
+    generation: jax.Array
+    num_evals: jax.Array
+    num_restarts: jax.Array
+    td3: Any = None
+    opt_state: Any = None
+    buffer: Any = None
+    params: Any = None
+
+
+def td3_objective_gradient(pga, critic: Any, buffer, theta: jax.Array, key: jax.Array, batch_size: int,
+                           params) -> jax.Array:
+    """``grad_theta [-mean_s Q1(s, pi_theta(s))]`` over ``batch_size`` replay samples (`TD3.actor_loss` with
+    ``actor_q="q1"``, through `rlland.qd.pga.PGAME`'s genome-as-actor adapter). Not normalised."""
+    batch = buffer.sample(key, int(batch_size))
+    hp = pga._hp(params, params.policy_learning_rate)
+    return jax.grad(lambda g: pga.agent.actor_loss({"actor": g, "critic": critic}, batch, None, hp)[0])(theta)
+
+
+class CMAMEGA:
+    """CMA-MEGA (ES) or (TD3, ES) for one task; static. State: `CMAMEGAState`. See the module docstring.
+
+    Args:
+      task: a `rlland.qd.QDTask`-like object (``score``, ``init_genomes``, ``genome_size``, ...).
+      config: `CMAMEGAConfig`.
+      pga: the TD3 variant's `rlland.qd.pga.PGAME` (its critic, greedy actor, replay and losses), or None.
+      pga_params: its `rlland.qd.pga.PGAParams`.
+      metrics_fn: archive -> dict of scalars.
+    """
+
+    def __init__(self, task: Any, config: CMAMEGAConfig | None = None, *, pga=None, pga_params=None,
+                 metrics_fn: Callable[[Archive], dict] = archive_summary):
+        self.task = task
+        self.config = CMAMEGAConfig() if config is None else config
+        if self.config.td3 and pga is None:
+            raise ValueError("the TD3 variant needs pga=PGAME(...)")
+        self.pga, self.pga_params = pga, pga_params
+        self.metrics_fn = metrics_fn
+        self.m = int(task.descriptor_size)
+        self.cmaes = CoefficientCMAES(dim=self.m + 1, population_size=self.config.population_size,
+                                      mu=int(self.config.mu), sigma0=float(self.config.sigma_g))
+        if self.config.td3:
+            self._score = lambda g, k: task.score(g, k, return_transitions=True)
+        else:
+            self._score = lambda g, k: task.score(g, k, return_transitions=False)
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, archive: Archive, key: jax.Array) -> CMAMEGAState:
+        """theta = one Xavier genome (the study's x0), a fresh CMA-ES, nothing scored, generation -1; the TD3
+        variant adds `PGAME.init_state`'s critic, greedy actor, Adam states and empty replay buffer."""
+        k_theta, k_td3 = jax.random.split(key)
+        state = CMAMEGAState(archive=archive, theta=self.task.init_genomes(k_theta, 1)[0], cmaes=self.cmaes.init(),
+                             generation=jnp.full((), -1, jnp.int32), num_evals=jnp.zeros((), jnp.int32),
+                             num_restarts=jnp.zeros((), jnp.int32))
+        if self.config.td3:
+            p = self.pga.init_state(archive, k_td3, self.pga_params)
+            state = state.replace(td3=p.td3, opt_state=p.opt_state, buffer=p.buffer, params=p.params)
+        return state
+
+    # ------------------------------------------------------------------ pieces
+    def jacobian(self, state: CMAMEGAState, eps: jax.Array, sample_f: jax.Array, sample_d: jax.Array,
+                 key: jax.Array, initial) -> jax.Array:
+        """``(m + 1, D)`` unit-normalised gradient rows [objective, measures...] from the gradient phase."""
+        c = self.config
+        values = jnp.concatenate([sample_f[:, None], sample_d], axis=1)
+        values = jnp.where(jnp.isnan(values), -jnp.inf, values)  # a NaN rollout ranks lowest
+        grads = es_gradient(eps, values, c.sample_sigma)
+        if c.td3:
+            k_random, k_pg = jax.random.split(key)
+            g0 = jax.lax.cond(
+                initial | (state.buffer.size == 0),
+                lambda: jax.random.normal(k_random, state.theta.shape, jnp.float32),
+                lambda: td3_objective_gradient(self.pga, state.td3["critic"], state.buffer, state.theta, k_pg,
+                                               c.pg_batch_size, state.params))
+            grads = grads.at[0].set(g0)
+        return unit(grads)
+
+    def rank(self, info: AddInfo) -> jax.Array:
+        """Population indices, best first: status descending (NEW > IMPROVE_EXISTING > NOT_ADDED), then value
+        descending (stable: ties keep batch order)."""
+        return jnp.lexsort((-info.value, -info.status))
+
+    # ------------------------------------------------------------------ one generation
+    def generation(self, state: CMAMEGAState, key: jax.Array, initial=False) -> tuple[CMAMEGAState, dict]:
+        c, lam = self.config, self.config.population_size
+        k_noise, k_grad, k_jac, k_ask, k_emit, k_restart, k_train = jax.random.split(key, 7)
+        gen = state.generation + 1
+
+        # gradient phase: theta + mirrored samples in one scored batch; theta alone is inserted
+        eps = mirrored_noise(k_noise, c.num_samples, state.theta.shape[0])
+        batch = jnp.concatenate([state.theta[None], state.theta + c.sample_sigma * eps], axis=0)
+        f_grad, d_grad, ex_grad = self._score(batch, k_grad)
+        archive, info_theta = state.archive.add(state.theta[None], f_grad[:1], d_grad[:1], step=gen)
+        grads = self.jacobian(state, eps, f_grad[1:], d_grad[1:], k_jac, initial)
+
+        # emission phase
+        coeffs, cmaes = self.cmaes.ask(state.cmaes, k_ask)
+        used = coeffs.at[:, 0].set(jnp.abs(coeffs[:, 0])) if c.abs_objective else coeffs
+        thetas = state.theta + used @ grads
+        offspring = jnp.concatenate([thetas, state.td3["actor"][None]], axis=0) if c.td3 else thetas
+        f_emit, d_emit, ex_emit = self._score(offspring, k_emit)
+        archive, info_emit = archive.add(offspring, f_emit, d_emit, step=gen)
+        mine = jax.tree.map(lambda x: x[:lam], info_emit)  # the greedy actor is inserted, not ranked
+
+        order = self.rank(mine)
+        cmaes = self.cmaes.tell(cmaes, coeffs, order)
+        w = truncation_weights(c.mu)
+        new_mean = jnp.einsum("i,id->d", w, thetas[order[:c.mu]])
+        theta = state.theta + c.learning_rate * (new_mean - state.theta)
+
+        # restart
+        num_added = jnp.sum(mine.status != NOT_ADDED)
+        restart = self.cmaes.needs_restart(cmaes, mine.value[order])
+        if c.restart_rule == "no_improvement":
+            restart = restart | (num_added == 0)
+        elite = archive.sample(k_restart, 1)[0]
+        theta = jnp.where(restart, jnp.where(archive.num_elites > 0, elite, theta), theta)
+        fresh = self.cmaes.reset(cmaes)
+        cmaes = jax.tree.map(lambda a, b: jnp.where(restart, a, b), fresh, cmaes)
+
+        state = state.replace(archive=archive, theta=theta, cmaes=cmaes, generation=gen,
+                              num_evals=state.num_evals + jnp.asarray(c.evals_per_generation, jnp.int32),
+                              num_restarts=state.num_restarts + restart.astype(jnp.int32))
+        train_metrics = {}
+        if c.td3:
+            state, train_metrics = self._td3_update(state, ex_grad, ex_emit, k_train, initial)
+
+        info = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), info_theta, info_emit)
+        fitnesses = jnp.concatenate([f_grad[:1], f_emit])
+        out = dict(self.metrics_fn(archive))
+        out.update(
+            generation=state.generation, num_evals=state.num_evals,
+            num_inserted=jnp.sum(info.inserted).astype(jnp.int32),
+            num_new=jnp.sum(info.status == NEW).astype(jnp.int32),
+            num_improved=jnp.sum(info.status == IMPROVE_EXISTING).astype(jnp.int32),
+            batch_max_fitness=jnp.max(jnp.where(jnp.isnan(fitnesses), -jnp.inf, fitnesses)),
+            num_restarts=restart.astype(jnp.int32), total_restarts=state.num_restarts,
+            theta_fitness=f_grad[0].astype(jnp.float32), theta_inserted=info_theta.inserted[0].astype(jnp.int32),
+            num_added_emitted=num_added.astype(jnp.int32), cma_sigma=state.cmaes.std.astype(jnp.float32),
+            **train_metrics)
+        if c.td3:
+            out.update(greedy_fitness=f_emit[-1].astype(jnp.float32),
+                       greedy_inserted=info_emit.inserted[-1].astype(jnp.int32), buffer_size=state.buffer.size)
+        return state, out
+
+    def _td3_update(self, state, ex_grad, ex_emit, key, initial):
+        """Store both phases' valid transitions, then train the critic and greedy actor (not at generation 0)."""
+        pga = self.pga
+        buffer = pga.store(pga.store(state.buffer, ex_grad["transitions"]), ex_emit["transitions"])
+
+        def trained(args):
+            return pga.train_critic(*args)
+
+        def untrained(args):
+            return args[0], args[1], {"critic_loss": jnp.zeros(()), "greedy_actor_loss": jnp.zeros(())}
+
+        args = (state.td3, state.opt_state, buffer, key, state.params)
+        td3, opt_state, m = jax.lax.cond(jnp.asarray(initial), untrained, trained, args)
+        return state.replace(td3=td3, opt_state=opt_state, buffer=buffer), m
+
+    def buffer_bytes(self) -> int:
+        return self.pga.buffer_bytes() if self.config.td3 else 0
+
+
+# ---------------------------------------------------------------------------------------------- driver hooks
+SUM_KEYS = ("num_inserted", "num_new", "num_improved", "num_restarts", "theta_inserted")
+MEAN_KEYS = ("batch_max_fitness", "theta_fitness", "cma_sigma")
+
+
+def mega_config(config, td3: bool) -> CMAMEGAConfig:
+    """`CMAMEGAConfig` from a configs/qd.py ConfigDict (``config.batch_size`` + ``config.cma_mega``)."""
+    p = config.cma_mega
+    kw = {f.name: type(f.default)(p[f.name]) for f in dataclasses.fields(CMAMEGAConfig)
+          if f.name in p and f.name not in ("batch_size", "td3")}
+    return CMAMEGAConfig(batch_size=int(config.batch_size), td3=td3, **kw)
+
+
+def _algo(mega: CMAMEGA, sum_keys, mean_keys) -> Algo:
+    return Algo(init_state=mega.init_state, generation=mega.generation,
+                evals_per_generation=mega.config.evals_per_generation, sum_keys=sum_keys, mean_keys=mean_keys,
+                buffer_bytes=mega.buffer_bytes())
+
+
+def cma_mega_es_algo(task, config, metrics_fn) -> Algo:
+    """CMA-MEGA (ES) as an `rlland.qd.algo.Algo` (configs/qd.py ``cma_mega_es``)."""
+    return _algo(CMAMEGA(task, mega_config(config, td3=False), metrics_fn=metrics_fn), SUM_KEYS, MEAN_KEYS)
+
+
+def cma_mega_td3_es_algo(task, config, metrics_fn) -> Algo:
+    """CMA-MEGA (TD3, ES) as an `rlland.qd.algo.Algo` (``cma_mega_td3_es``); TD3 settings from ``config.pga``
+    (critic, replay, learning rates, ...) and ``config.cma_mega.num_critic_training_steps``."""
+    from rlland.qd.pga import PGAConfig, PGAME, PGAParams
+
+    mega_cfg = mega_config(config, td3=True)
+    p = config.pga
+    pga_cfg = PGAConfig(batch_size=mega_cfg.batch_size, proportion_ga=0.0,
+                        num_critic_training_steps=int(mega_cfg.num_critic_training_steps),
+                        replay_buffer_size=int(p.replay_buffer_size),
+                        transitions_batch_size=int(p.transitions_batch_size),
+                        critic_hidden_sizes=tuple(int(h) for h in p.critic_hidden_sizes),
+                        policy_delay=int(p.policy_delay))
+    params = PGAParams(**{f.name: float(p[f.name]) for f in dataclasses.fields(PGAParams) if f.name in p})
+    pga = PGAME(task, pga_cfg, metrics_fn=metrics_fn)
+    mega = CMAMEGA(task, mega_cfg, pga=pga, pga_params=params, metrics_fn=metrics_fn)
+    return _algo(mega, SUM_KEYS + ("greedy_inserted",),
+                 MEAN_KEYS + ("greedy_fitness", "critic_loss", "greedy_actor_loss"))

@@ -19,7 +19,8 @@ import numpy as np
 from rlland import plotting as rl_plotting
 from rlland.plotting import plt, save  # Agg backend set there
 
-__all__ = ["archive_heatmap", "grid_image", "heatmap", "qd_curves", "save", "save_archive_heatmaps"]
+__all__ = ["archive_heatmap", "compare_runs", "grid_image", "heatmap", "load_runs", "qd_curves", "save",
+           "save_archive_heatmaps"]
 
 
 def grid_image(fitnesses, grid_shape: Sequence[int]) -> np.ndarray:
@@ -215,3 +216,95 @@ def qd_curves(evaluations, metrics: dict, title: str = "", names: Sequence[str] 
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# -- comparison of algorithms (issue 9) ----------------------------------------------------------------------
+COMPARE_METRICS = ("qd_score", "coverage", "max_fitness")
+
+
+def _run_label(attrs: dict) -> str:
+    import json
+
+    config = attrs.get("config", "{}")
+    config = json.loads(config) if isinstance(config, (str, bytes)) else dict(config)
+    return str(config.get("algo", "?"))
+
+
+def load_runs(run_dirs: Sequence[str], labels: Sequence[str] | None = None,
+              names: Sequence[str] = COMPARE_METRICS, f_min: float | None = None) -> dict[str, dict]:
+    """Read the ``qd.h5`` of several driver run directories and group them by label (default: the config's
+    ``algo``), seeds of runs with the same label stacked.
+
+    Returns ``{label: {"evaluations": (P,), name: (S, P) for name in names, "num_runs": int}}``. Runs of one
+    label are put on the evaluation grid of the first of them (``np.interp`` per seed, cut to the evaluations
+    every run reached). QD scores use the study's ``sum (f - f_min)``; runs written with different ``f_min``
+    are re-offset to a common one (``f_min``, default the lowest of the runs) with
+    ``qd + num_elites * (f_min_run - f_min)``, as dqd-rl's ``figures.collect`` does (reference C.4).
+    """
+    from rlland.logging import read_h5
+
+    if labels is not None and len(labels) != len(run_dirs):
+        raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run directories")
+    runs = []
+    for i, run_dir in enumerate(run_dirs):
+        path = os.path.join(run_dir, "qd.h5")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no qd.h5 in {run_dir!r} (a run directory written by rlland.qd.driver)")
+        data, attrs = read_h5(path)
+        missing = [n for n in ("evaluations", *names) if n not in data]
+        if missing:
+            raise ValueError(f"{path} lacks {missing}")
+        runs.append((labels[i] if labels is not None else _run_label(attrs), data, float(attrs.get("f_min", 0.0))))
+    common = min(r[2] for r in runs) if f_min is None else float(f_min)
+    out: dict[str, dict] = {}
+    for label, data, run_f_min in runs:
+        data = dict(data)
+        if "qd_score" in names and run_f_min != common:
+            if "num_elites" not in data:
+                raise ValueError(f"cannot re-offset the QD score of a {label!r} run without num_elites")
+            data["qd_score"] = data["qd_score"] + data["num_elites"] * (run_f_min - common)
+        evals = np.asarray(data["evaluations"], float)
+        x = evals[0]
+        if label not in out:
+            out[label] = {"evaluations": x, "num_runs": 1, **{n: np.atleast_2d(np.asarray(data[n], float))
+                                                               for n in names}}
+            continue
+        group = out[label]
+        keep = group["evaluations"] <= evals[:, -1].min()
+        group["evaluations"] = group["evaluations"][keep]
+        for n in names:
+            y = np.atleast_2d(np.asarray(data[n], float))
+            new = np.stack([np.interp(group["evaluations"], e, v) for e, v in zip(evals, y)])
+            group[n] = np.concatenate([group[n][:, keep], new], axis=0)
+        group["num_runs"] += 1
+    return out
+
+
+def compare_runs(run_dirs: Sequence[str], labels: Sequence[str] | None = None,
+                 names: Sequence[str] = COMPARE_METRICS, title: str = "", f_min: float | None = None):
+    """Figure comparing algorithms: one panel per metric (default QD score, coverage and best fitness) against
+    evaluations, one line per label (the mean over seeds, its 95% interval and thin per-seed lines,
+    `rlland.plotting.seed_curves`). ``run_dirs``, ``labels``, ``f_min``: see `load_runs`.
+    Returns ``(fig, summary)``, summary = ``{label: {name: (final mean, 95% half-width), "seeds": S}}``."""
+    groups = load_runs(run_dirs, labels, names, f_min)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.6), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    summary = {}
+    for j, (label, g) in enumerate(groups.items()):
+        color = colors[j % len(colors)]
+        summary[label] = {"seeds": int(g[names[0]].shape[0])}
+        for ax, name in zip(axes[0], names):
+            y = g[name]
+            keep = np.all(np.isfinite(y), axis=0)  # e.g. max_fitness of the empty archive is -inf
+            rl_plotting.seed_curves(ax, g["evaluations"][keep], y[:, keep],
+                                    label=f"{label} ({y.shape[0]} seeds)", color=color)
+            mean, half = rl_plotting.mean_and_interval(y[:, -1:])
+            summary[label][name] = (float(mean[0]), float(half[0]))
+    for ax, name in zip(axes[0], names):
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel({"qd_score": "QD score", "coverage": "coverage", "max_fitness": "best fitness"}.get(name, name))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(loc="best", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig, summary

@@ -3,7 +3,9 @@
 One `step` = every one of ``num_envs`` envs takes one action (uniform random during the first ``warmup_steps``
 env steps, the agent's exploration policy after), the transitions enter the replay buffer, then, once more than
 ``warmup_steps`` env steps were collected, ``updates_per_step`` gradient updates each on a fresh minibatch. This
-matches the study's loop (reference A.1: random actions for steps 1..10000, updates from step 10001).
+matches the study's loop (reference A.1: random actions for steps 1..10000, updates from step 10001). The
+warm-up gate is a `seed_cond`: under the driver's named seed vmap, warm-up iterations skip the updates instead
+of computing and discarding them.
 
 Representation diagnostics (config ``log_every`` > 0, default 0 = off; reference ``representation-regions-qd.md``
 A.2-A.3; :mod:`rlland.representation.diagnostics`): on iterations ``i % log_every == 0`` (i = iterations done
@@ -34,6 +36,7 @@ from rlland.buffers import ReplayBuffer, Transition, check_fits, memory_bytes
 from rlland.envs import EnvState
 from rlland.normalization import RunningStats
 from rlland.representation import diagnostics
+from rlland.seed_axis import seed_cond
 
 LOG_GROUPS = ("ranks", "dead_units", "norms")
 _LOG_STREAM = 0x726570  # fold_in constant of the diagnostics' minibatch key ("rep")
@@ -138,7 +141,7 @@ class OffPolicyAgent(Agent):
             return (params, opt_state, n), jax.tree.map(jnp.mean, metrics)
 
         skip = lambda s: ((s.params, s.opt_state, s.updates), self.zero_metrics())
-        (params, opt_state, n), metrics = jax.lax.cond(state.env_steps > c.warmup_steps, run, skip, state)
+        (params, opt_state, n), metrics = seed_cond(state.env_steps > c.warmup_steps, run, skip, state)
         return state.replace(params=params, opt_state=opt_state, updates=n, key=key), metrics
 
     def step(self, state: OffPolicyState) -> tuple[OffPolicyState, dict]:

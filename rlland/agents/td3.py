@@ -24,6 +24,7 @@ import ml_collections
 from rlland import networks
 from rlland.agents.base import HParams, adam, descend, polyak
 from rlland.agents.off_policy import OffPolicyAgent
+from rlland.seed_axis import seed_cond
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -113,7 +114,7 @@ class TD3(OffPolicyAgent):
             p, o, m = self.actor_update(p, o, batch, None, hp)
             return self.target_update(p, hp), o, m
 
-        params, opt_state, actor_metrics = jax.lax.cond(
+        params, opt_state, actor_metrics = seed_cond(
             (update_index + 1) % self.config.policy_delay == 0, actor_and_targets,
             lambda p, o: (p, o, {"actor_loss": jnp.zeros(())}), params, opt_state)
         return params, opt_state, critic_metrics | actor_metrics

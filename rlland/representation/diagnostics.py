@@ -38,6 +38,7 @@ from rlland.representation import ranks as _ranks
 from rlland.representation.norms import feature_norms
 from rlland.representation.units import _ALIASES as _DEAD_UNIT_ACTIVATIONS
 from rlland.representation.units import dead_units
+from rlland.seed_axis import SEED_AXIS, seed_cond
 
 RANK_KEYS = ("effective_rank", "approximate_rank", "srank", "feature_rank", "matrix_rank", "lambda_1")
 NORM_KEYS = ("norm", "avg", "std")
@@ -126,42 +127,21 @@ def nan_like(shapes) -> dict:
     return jax.tree.map(lambda s: jnp.full(jnp.shape(s), jnp.nan, jnp.float32), shapes)
 
 
-SEED_AXIS = "seed"  # the vmap axis name under which every() makes its gate a real branch (see every)
-
-
-def _any_over_axis(pred: jax.Array, axis_name: str | None) -> jax.Array:
-    """``pred`` OR-reduced over the named vmap axis when that axis is bound (the result is then unbatched, so a
-    cond on it stays a branch under the vmap), else ``pred`` itself."""
-    if axis_name is None:
-        return pred
-    try:
-        return jax.lax.pmax(pred.astype(jnp.int32), axis_name) > 0
-    except NameError:  # no vmap / shard_map with this axis name around us
-        return pred
-
-
 def every(counter: jax.Array, log_every: int, fn: Callable[..., dict], *args,
           axis_name: str | None = SEED_AXIS) -> dict:
     """``fn(*args)`` (cast to float32) when ``counter % log_every == 0``, NaN everywhere otherwise.
 
     ``log_every`` is static: 1 calls ``fn`` unconditionally (no cond); >= 2 gates it with ``lax.cond``.
 
-    Cost: with one seed the cond is a real branch. Under a plain ``jax.vmap`` over seeds the counter is batched,
-    JAX turns the cond into a ``select`` and BOTH branches run on every iteration. If the caller names its seed
-    axis ``axis_name`` (``jax.vmap(f, axis_name="seed")``), the predicate is first OR-reduced over that axis
-    (``lax.pmax``), which makes it unbatched: the cond stays a branch, and iterations on which no seed logs pay
-    nothing. Each seed still gets NaN on its own non-logging iterations (the result is masked with its own
-    predicate), so seeds with different counters stay correct.
+    Cost: with one seed the cond is a real branch; under a vmap over seeds named ``axis_name`` it stays one
+    (`rlland.seed_axis.seed_cond`), so iterations on which no seed logs pay nothing, and each seed still gets NaN
+    on its own non-logging iterations. Under an unnamed vmap both branches run every iteration.
     """
     if int(log_every) < 1:
         raise ValueError(f"every: log_every must be >= 1 (0 means: do not call every), got {log_every}")
     cast = lambda out: jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.float32), out)
     if int(log_every) == 1:
         return cast(fn(*args))
-    own = counter % log_every == 0
     shapes = jax.eval_shape(lambda *a: cast(fn(*a)), *args)
-
-    def on(*a):
-        return jax.tree.map(lambda x: jnp.where(own, x, jnp.nan), cast(fn(*a)))
-
-    return jax.lax.cond(_any_over_axis(own, axis_name), on, lambda *a: nan_like(shapes), *args)
+    return seed_cond(counter % log_every == 0, lambda *a: cast(fn(*a)), lambda *a: nan_like(shapes), *args,
+                     axis_name=axis_name)

@@ -1,0 +1,42 @@
+"""Branches that stay branches under a vmap over seeds.
+
+Under ``jax.vmap`` a ``lax.cond`` whose predicate is batched becomes a ``select``: BOTH branches run on every
+call. For gates that are the same for every seed most of the time (TD3's policy delay, the warm-up, logging
+every k iterations) that wastes the expensive branch. If the caller names its seed axis
+(``jax.vmap(f, axis_name=SEED_AXIS)``, as `rlland.train` does), `seed_cond` first OR-reduces the predicate over
+that axis (``lax.pmax``), which makes it unbatched, so the cond stays a real branch; inside it, each seed
+still takes its own branch's result (a select on its own predicate). Results are identical to ``lax.cond``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+SEED_AXIS = "seed"
+
+
+def any_over_seeds(pred: jax.Array, axis_name: str | None = SEED_AXIS) -> jax.Array:
+    """``pred`` OR-reduced over the named vmap axis when that axis is bound (the result is then unbatched),
+    else ``pred`` itself."""
+    if axis_name is None:
+        return pred
+    try:
+        return jax.lax.pmax(pred.astype(jnp.int32), axis_name) > 0
+    except NameError:  # no vmap / shard_map with this axis name around us
+        return pred
+
+
+def seed_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, *operands,
+              axis_name: str | None = SEED_AXIS):
+    """``lax.cond(pred, true_fn, false_fn, *operands)``, evaluating ``true_fn`` only when some seed needs it
+    (see the module docstring). ``false_fn`` should be the cheap branch: it runs on every call."""
+    any_pred = any_over_seeds(pred, axis_name)
+    if any_pred is pred:
+        return jax.lax.cond(pred, true_fn, false_fn, *operands)
+
+    def some(*ops):
+        return jax.tree.map(lambda t, f: jnp.where(pred, t, f), true_fn(*ops), false_fn(*ops))
+
+    return jax.lax.cond(any_pred, some, false_fn, *operands)

@@ -2,7 +2,8 @@
 ``--config=configs/regions.py:quick`` (short trajectories, few lines and a coarse plane: a CPU look in minutes).
 
 Used by ``experiments/regions.py --run_dir=<training run>``; see that module for the h5 layout. The run must have a
-ReLU actor (PPO's default is tanh: train with ``--config.agent.activation=relu``, as Cohan et al.'s SB3 PPO).
+ReLU actor (PPO's default is tanh: train with ``--config=configs/train.py:ppo_relu/<env>``, ReLU and observation
+normalisation as Cohan et al.'s SB3 PPO, or ``--config.agent.activation=relu``).
 Override anything on the command line, e.g. ``--config.num_lines=200 --config.steps="(50000, 950000)"``.
 """
 import ml_collections

@@ -1,5 +1,6 @@
 """Training configs: ``--config=configs/train.py:<algo>/<env>`` (e.g. ``td3/hopper``), or no argument for the
 quickstart (a small PPO run on inverted_pendulum that finishes in a few minutes on a 2-core CPU).
+``ppo_relu/<env>`` is PPO with ReLU networks and observation normalisation, for ``experiments/regions.py``.
 
 Defaults are the return-landscapes study's (reference A.1-A.3): TD3/SAC train 1M steps with evaluation every
 10k steps and snapshots at 50k, 150k, ..., 950k; PPO trains 60M steps (2048 envs x 16 steps per iteration) with
@@ -52,6 +53,18 @@ def quickstart() -> ml_collections.ConfigDict:
     return c
 
 
+def ppo_relu(env: str) -> ml_collections.ConfigDict:
+    """PPO with ReLU actor and critic and observation normalisation, for the linear-regions analysis
+    (Cohan et al.'s SB3 PPO used ReLU MLPs and VecNormalize; reference B.1); otherwise as `ppo`."""
+    c = ppo(env)
+    c.agent.activation = "relu"
+    c.agent.normalize_observations = True
+    return c
+
+
+PRESETS = {"ppo": ppo, "ppo_relu": ppo_relu}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if not arg or arg == "quickstart":
         return quickstart()
@@ -59,4 +72,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         algo, env = arg.split("/")
     except ValueError:
         raise ValueError(f"config argument must look like <algo>/<env> (e.g. td3/hopper), got {arg!r}") from None
-    return ppo(env) if algo == "ppo" else base(algo, env)
+    return PRESETS[algo](env) if algo in PRESETS else base(algo, env)

@@ -83,7 +83,8 @@ def main(argv):
 
     def params(rd, seed, step):
         if (rd, step) not in cache:
-            cache[(rd, step)] = checkpoint.load_snapshot(rd, step).params
+            cache[(rd, step)] = checkpoint.load_snapshot(rd, step, agent if rd == run_dir else None,
+                                                         params_only=True)
         return checkpoint.select_seed(cache[(rd, step)], seed)
 
     results = {}

@@ -89,7 +89,7 @@ def main(argv):
     purd = jax.jit(jax.vmap(purd))
     results = {}
     for step in steps:
-        states, seeds = select_seeds(checkpoint.load_snapshot(run_dir, step), c.seeds, run_config.num_seeds)
+        states, seeds = select_seeds(checkpoint.load_snapshot(run_dir, step, agent), c.seeds, run_config.num_seeds)
         out = jax.device_get(purd(states, seed_keys(c, step, seeds)))
         results[f"{c.operator}/step_{step}"] = dict(out, attrs={"step": step, "seeds": seeds})
         for i, s in enumerate(seeds):

@@ -242,7 +242,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     policy_steps = steps + ([fixed_step] if fixed_step not in steps else [])
     seeds, per_policy = None, []
     for step in policy_steps:
-        params, seeds = _select(checkpoint.load_snapshot(run_dir, step).params, c.seeds, run_config.num_seeds)
+        params, seeds = _select(checkpoint.load_snapshot(run_dir, step, agent, params_only=True), c.seeds, run_config.num_seeds)
         per_policy.append(rp.policy_params(params))
     stacked = sharding.shard_seeds(jax.tree.map(lambda *x: jnp.stack(x, axis=1), *per_policy), len(seeds))
     del per_policy

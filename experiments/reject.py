@@ -43,7 +43,7 @@ def main(argv):
     run_config, _, agent = train.load_run(run_dir)
     available = checkpoint.snapshot_steps(run_dir)
     step = available[0] if c.step < 0 and available else c.step
-    states = checkpoint.load_snapshot(run_dir, step)
+    states = checkpoint.load_snapshot(run_dir, step, agent)
     seeds = [int(s) for s in c.seeds] or list(range(run_config.num_seeds))
     if c.num_repeats < 1 or any(not 0 <= s < run_config.num_seeds for s in seeds):
         raise ValueError(f"need num_repeats >= 1 and seeds in [0, {run_config.num_seeds}), got {c.num_repeats}, "

@@ -113,7 +113,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     datasets: dict[str, np.ndarray] = {"steps": np.asarray(steps, np.int64), "seeds": np.asarray(seeds, np.int64)}
     compile_seconds = run_seconds = 0.0
     if do_plasticity and steps:
-        load = lambda step: jax.tree.map(lambda x: x[np.asarray(seeds)], checkpoint.load_snapshot(run_dir, step))
+        load = lambda step: jax.tree.map(lambda x: x[np.asarray(seeds)], checkpoint.load_snapshot(run_dir, step, agent))
         data_params = load(0).params if data == "snapshot0" else None
         keys = probe_keys(c.seed, seeds)
         fn = plasticity_fn(agent, p)

@@ -189,7 +189,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     per_step, num_samples_used, seeds = [], [], None
     overlaps: dict[tuple[int, str], np.ndarray] = {}  # (t1, loss) -> [S, T, len(ks_loss)]
     for j, step in enumerate(steps):
-        states, seeds = _select(checkpoint.load_snapshot(run_dir, step), c.seeds, run_config.num_seeds)
+        states, seeds = _select(checkpoint.load_snapshot(run_dir, step, agent), c.seeds, run_config.num_seeds)
         S = len(seeds)
         states = sharding.shard_seeds(states, S)
         keys = snapshot_keys(int(c.seed), step, seeds)

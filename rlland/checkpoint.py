@@ -133,8 +133,12 @@ def snapshot_steps(run_dir: str) -> list[int]:
     return sorted(_manager(path, read_only=True).all_steps()) if os.path.isdir(path) else []
 
 
-def load_snapshot(run_dir: str, step: int) -> Any:
+def load_snapshot(run_dir: str, step: int, agent: Any = None, params_only: bool = False) -> Any:
     """The seed-batched training state as it was at ``step`` (use `select_seed` for one seed).
+
+    ``agent``: the run's agent, from ``rlland.train.load_run(run_dir)``; pass it when loading several snapshots
+    (each call otherwise rebuilds the env, seconds for a Brax task). ``params_only``: return only the seed-batched
+    ``params`` and skip the replay data (which may mean restoring a whole checkpoint's buffer).
 
     The state has the agent's own type (e.g. ``OffPolicyState``), so the agent's losses and update steps apply.
     For off-policy agents the replay buffer holds exactly the data present at ``step`` (slots past ``size`` are
@@ -148,8 +152,8 @@ def load_snapshot(run_dir: str, step: int) -> Any:
     steps = snapshot_steps(run_dir)
     if step not in steps:
         raise ValueError(f"no snapshot at step {step} in {run_dir}; available: {steps}")
-    _, _, agent = train.load_run(run_dir)
     config = train.read_config(run_dir)
+    agent = train.load_run(run_dir)[2] if agent is None else agent
     abstract = sharding.with_sharding(train.abstract_state(agent, config.num_seeds), config.num_seeds)
     manager = _manager(os.path.join(run_dir, "snapshots"), read_only=True,
                        item_handlers=ocp.StandardCheckpointHandler())
@@ -157,6 +161,8 @@ def load_snapshot(run_dir: str, step: int) -> Any:
     has_data = "buffer" in stored and "data" in stored["buffer"]
     target = snapshot_dict(abstract, keep_buffer_data=has_data)
     sd = dict(manager.restore(step, args=ocp.args.StandardRestore(target)))
+    if params_only:
+        return from_dict(abstract.params, sd["params"])
     if "buffer" in sd and not has_data:
         latest = Checkpoints(run_dir, read_only=True).restore_latest(abstract)
         if latest is None:

@@ -271,6 +271,8 @@ def test_snapshot_is_the_state_at_that_step(td3_run, tmp_path):
     np.testing.assert_array_equal(snap.buffer.size, [64, 64])
     np.testing.assert_array_equal(snap.buffer.cursor, [64, 64])
     assert leaves_equal(snap, stopped.state)  # params, optimiser, targets, buffer (data included), keys, ...
+    _, _, agent = train.load_run(run_dir)  # a prebuilt agent, and params only (no replay data restored)
+    assert leaves_equal(checkpoint.load_snapshot(run_dir, 64, agent, params_only=True), stopped.state.params)
     # the final buffer holds more, so the view was cut at the snapshot's size
     assert int(td3_run.state.buffer.size[0]) == 96
     # the snapshot stored no replay data (it borrows from the latest checkpoint)
@@ -422,6 +424,10 @@ def test_study_default_configs():
     quick = configs.get_config()  # the README's default run
     _, agent, chunk = train.validate(quick)
     assert quick.algo == "ppo" and quick.num_seeds > 1 and quick.total_steps % chunk == 0
+    relu = configs.get_config("ppo_relu/inverted_pendulum")  # the linear-regions preset: PPO as the study's
+    assert (relu.algo, relu.agent.activation, relu.agent.normalize_observations) == ("ppo", "relu", True)
+    assert relu.total_steps == configs.get_config("ppo/inverted_pendulum").total_steps
+    assert train.validate(relu)[1].actor.activation == "relu"
     with pytest.raises(ValueError, match="<algo>/<env>"):
         configs.get_config("td3")
 

@@ -1,6 +1,6 @@
 """ME-ES (rlland.qd.me_es): novelty and cell selection by hand on a tiny archive, the folded genome against the
 normalised policy, and tiny hopper runs through the QD driver (QD score rises, explore and exploit alternate, same
-seed -> same archive). Kernels are compiled at XLA backend optimisation level 0 and shared through module-scoped
+seed -> same archive, an interrupted run resumes exactly). Kernels are compiled at XLA backend optimisation level 0 and shared through module-scoped
 fixtures (the two runs of one config hit the driver's build cache)."""
 import importlib.util
 import os
@@ -118,11 +118,14 @@ def runs(tmp_path_factory):
     config = tiny_config()
     a = driver.run(config, run_dir=str(root / "a"))
     b = driver.run(config, run_dir=str(root / "b"))
-    return config, a, b
+    part = driver.run(config, run_dir=str(root / "r"), max_chunks=3)  # interrupted mid-chain ...
+    assert not part.complete
+    resumed = driver.run(config, run_dir=str(root / "r"))  # ... and resumed from its checkpoint
+    return config, a, b, resumed
 
 
 def test_me_es_raises_qd_score_and_counts_evals(runs):
-    _, a, _ = runs
+    a = runs[1]
     data, _ = read_h5(os.path.join(a.run_dir, "qd.h5"))
     assert a.complete and data["generations"].tolist() == list(range(GENS + 1))
     np.testing.assert_array_equal(data["evaluations"], [list(range(0, BATCH * (GENS + 1), BATCH))] * 2)
@@ -135,7 +138,7 @@ def test_me_es_raises_qd_score_and_counts_evals(runs):
 
 
 def test_explore_and_exploit_alternate(runs):
-    _, a, _ = runs
+    a = runs[1]
     data, _ = read_h5(os.path.join(a.run_dir, "qd.h5"))
     gens = np.arange(GENS)
     # a new start cell every STEPS generations; the first chain exploits, then robin alternation
@@ -145,7 +148,7 @@ def test_explore_and_exploit_alternate(runs):
 
 
 def test_same_seed_same_archive(runs):
-    _, a, b = runs
+    _, a, b, _ = runs
     jax.tree.map(np.testing.assert_array_equal, a.state.algo.archive, b.state.algo.archive)
     np.testing.assert_array_equal(a.state.algo.theta, b.state.algo.theta)
     # the seeds differ from each other
@@ -155,7 +158,7 @@ def test_same_seed_same_archive(runs):
 def test_archived_genomes_are_plain_and_rescore(runs):
     """Archived genomes are plain task genomes (normaliser folded in): with deterministic starts, ``task.score``
     (no normaliser, no action noise) gives back every elite's archived fitness and descriptor."""
-    config, a, _ = runs
+    config, a = runs[:2]
     task = driver.make_task(config)
     archive = jax.tree.map(lambda x: np.asarray(x)[0], a.state.algo.archive)  # seed 0
     cells = np.flatnonzero(archive.fitnesses > -np.inf)
@@ -163,3 +166,11 @@ def test_archived_genomes_are_plain_and_rescore(runs):
     f, d, _ = jax.jit(task.score)(jnp.asarray(archive.genotypes[cells]), jax.random.PRNGKey(7))
     np.testing.assert_allclose(f, archive.fitnesses[cells], rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(d, archive.descriptors[cells], atol=1e-6)
+
+
+def test_resume_reproduces_the_run(runs):
+    _, a, _, resumed = runs
+    assert resumed.complete
+    jax.tree.map(np.testing.assert_array_equal, resumed.state.algo, a.state.algo)  # archive, theta, Adam, stats
+    for k in ("qd_score", "num_inserted", "explore_fraction"):
+        np.testing.assert_array_equal(resumed.history[k], a.history[k], err_msg=k)

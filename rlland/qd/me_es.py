@@ -292,6 +292,7 @@ def me_es_algo(task, config, metrics_fn) -> Algo:
         returns, descs, extras = task.score(theta[None] + sigma * eps, k_es, **kwargs)
         returns = jnp.where(jnp.isnan(returns), -jnp.inf, returns)
         nov = novelty(descs, archive.descriptors, archive.filled, s["k"])
+        nov = jnp.where(jnp.isnan(nov), -jnp.inf, nov)  # a NaN descriptor must rank last, not first
         values = jnp.where(explore, nov, returns)
         g = sigma * es_gradient(eps, values, sigma)  # dqd-rl scale: sum_i eps_i (r_i+ - r_i-) / h
         updates, adam = opt.update(-g + s["l2_coeff"] * theta, adam, theta)

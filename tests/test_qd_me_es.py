@@ -1,7 +1,7 @@
 """ME-ES (rlland.qd.me_es): novelty and cell selection by hand on a tiny archive, the folded genome against the
 normalised policy, and tiny hopper runs through the QD driver (QD score rises, explore and exploit alternate, same
-seed -> same archive, an interrupted run resumes exactly). Kernels are compiled at XLA backend optimisation level 0 and shared through module-scoped
-fixtures (the two runs of one config hit the driver's build cache)."""
+seed -> same archive, an interrupted run resumes exactly). Kernels are compiled at XLA backend optimisation
+level 0 and shared through module-scoped fixtures (the runs of one config hit the driver's build cache)."""
 import importlib.util
 import os
 

@@ -13,6 +13,11 @@ Defaults are the differentiable-QD study's (Tjanaka et al. 2022, dqd-rl; referen
   * PGA-ME: 50 Iso+LineDD (iso 0.005, line 0.05) + 49 PG offspring (10 Adam steps, lr 1e-3) + the greedy
     TD3 actor; 300 critic steps per generation; TD3 as ``td3.gin`` (C.3). QDax's differing defaults are in
     `rlland.qd.pga`;
+  * CMA-MEGA (ES) and (TD3, ES) (C.3, `rlland.qd.cma_mega`): a generation = gradient phase (theta + 100
+    mirrored ES samples, sigma 0.02; the TD3 variant's objective row is the critic's actor gradient over 65,536
+    replay samples) + emission phase of 99 (TD3: 98 coefficient samples + the greedy actor) = 200 evaluations,
+    so 5000 generations; coefficient CMA-ES sigma_g 1.0, mu 49, step 1.0, restart when nothing was added;
+    TD3 (``c.pga``'s keys) critic trained 600 steps per generation from the second on;
   * ME-ES (C.3 ``me_es.gin``, `rlland.qd.me_es`): one generation = one ES iteration of 200 rollouts (100 workers
     x 2 mirrored, sigma 0.02, action noise 0.01, running observation normalisation, centered ranks, Adam lr
     0.01 + L2 0.005) from a start cell kept for 10 iterations, explore (novelty, k = 10, ``novelty_bias``) and

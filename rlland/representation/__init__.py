@@ -28,6 +28,7 @@ from rlland.representation.ranks import (
     effective_rank,
     feature_rank,
     matrix_rank,
+    ranks_from_singular_values,
     singular_values,
     srank,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "matrix_rank",
     "singular_values",
     "all_ranks",
+    "ranks_from_singular_values",
     "dead_units",
     "feature_norms",
     "policy_variance",

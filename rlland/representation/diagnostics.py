@@ -65,13 +65,7 @@ def rank_summary(F: jax.Array) -> dict[str, jax.Array]:
     n, d = F.shape
     if n < d:
         return {k: jnp.array(jnp.nan, jnp.float32) for k in RANK_KEYS}
-    s = tall_singular_values(F)
-    return {"effective_rank": _ranks._effective_rank(s),
-            "approximate_rank": _ranks._approximate_rank(s, 0.99),
-            "srank": _ranks._srank(s, 0.01),
-            "feature_rank": _ranks._feature_rank(s, n, 0.01),
-            "matrix_rank": _ranks._matrix_rank(s, (n, d), None),
-            "lambda_1": s[0] / jnp.sqrt(jnp.float32(n))}
+    return _ranks.ranks_from_singular_values(tall_singular_values(F), (n, d))
 
 
 def feature_summary(features: Mapping[str, jax.Array], *, ranks: bool = True, norms: bool = True,

@@ -180,6 +180,22 @@ def matrix_rank(F, *, rtol=None, center: bool = False) -> jax.Array:
     return _matrix_rank(_svdvals(F, center), F.shape, rtol)
 
 
+def ranks_from_singular_values(s: jax.Array, shape: tuple[int, int], *, threshold=0.99, delta=0.01,
+                               epsilon=0.01, rtol=None) -> dict[str, jax.Array]:
+    """The five rank metrics and ``lambda_1`` of an ``shape = (N, D)`` matrix (N >= D) from its singular values
+    ``s`` (descending), e.g. computed once by a faster route (`rlland.representation.diagnostics`); formulas as
+    `all_ranks`."""
+    n = shape[0]
+    return {
+        "effective_rank": _effective_rank(s),
+        "approximate_rank": _approximate_rank(s, threshold),
+        "srank": _srank(s, delta),
+        "feature_rank": _feature_rank(s, n, epsilon),
+        "matrix_rank": _matrix_rank(s, shape, rtol),
+        "lambda_1": s[0] / jnp.sqrt(jnp.float32(n)),
+    }
+
+
 @functools.partial(jax.jit, static_argnames=("center", "top_m"))
 def all_ranks(
     F,
@@ -229,12 +245,7 @@ def all_ranks(
     if top.shape[0] < top_m:
         top = jnp.concatenate([top, jnp.full((top_m - top.shape[0],), jnp.nan, jnp.float32)])
     return {
-        "effective_rank": _effective_rank(s),
-        "approximate_rank": _approximate_rank(s, threshold),
-        "srank": _srank(s, delta),
-        "feature_rank": _feature_rank(s, n, epsilon),
-        "matrix_rank": _matrix_rank(s, F.shape, rtol),
-        "lambda_1": scaled[0],
+        **ranks_from_singular_values(s, F.shape, threshold=threshold, delta=delta, epsilon=epsilon, rtol=rtol),
         "lambda_2": scaled[1] if s.shape[0] > 1 else _nan(),
         "lambda_N": scaled[-1],
         "singular_values": top,

@@ -571,14 +571,22 @@ the exact command. Raw timings are in `benchmarks/results/`.
 """
 
 
+QD_BLOCK = ("<!-- BEGIN qd_throughput", "<!-- END qd_throughput -->")  # owned by qd_throughput.py
+
+
 def write_results(path: str, section: str, mode: str) -> None:
-    if mode == "append" and os.path.exists(path):
-        with open(path) as f:
-            text = f.read().rstrip() + "\n\n"
+    """Rewrite (or append to) the training part of RESULTS.md; the MAP-Elites block of qd_throughput.py is kept."""
+    old = open(path).read() if os.path.exists(path) else ""
+    keep = ""
+    if QD_BLOCK[0] in old and QD_BLOCK[1] in old:
+        i, j = old.index(QD_BLOCK[0]), old.index(QD_BLOCK[1]) + len(QD_BLOCK[1])
+        old, keep = old[:i] + old[j:], "\n" + old[i:j] + "\n"
+    if mode == "append" and old.strip():
+        text = old.rstrip() + "\n\n"
     else:
         text = HEADER + "\n"
     with open(path, "w") as f:
-        f.write(text + section.rstrip() + "\n")
+        f.write(text + section.rstrip() + "\n" + keep)
 
 
 def _jsonable(x):

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Create the two peer virtualenvs used by benchmarks/train_throughput.py.
+# Create the peer virtualenvs used by benchmarks/train_throughput.py and benchmarks/qd_throughput.py.
 #
 #   benchmarks/_peers/rejax     rejax 0.1.3 + gymnax 0.0.9 + brax/jax/flax (rejax-requirements.txt)
 #   benchmarks/_peers/brax_ppo  brax 0.14.2 + jax/jaxlib 0.7.2           (brax-ppo-requirements.txt)
+#   benchmarks/_peers/qdax      qdax 0.5.0 + brax/jax/flax               (qdax-requirements.txt)
 #
 # Idempotent: an existing venv whose smoke check passes (imports + exact pinned
 # versions) is left alone; a broken or mismatched one is deleted and rebuilt.
 #
-# Usage: bash benchmarks/peers/setup_peers.sh [rejax|brax_ppo ...] [--force] [--refreeze]
+# Usage: bash benchmarks/peers/setup_peers.sh [rejax|brax_ppo|qdax ...] [--force] [--refreeze]
 #   --force     rebuild even if the venv looks fine
 #   --refreeze  install from the top-level pins below (letting pip resolve the rest)
 #               and rewrite the *-requirements.txt files with `pip freeze`
@@ -23,17 +24,20 @@ PEERS_DIR="${PEERS_DIR:-$ROOT/benchmarks/_peers}"
 # set of every installed package is in the *-requirements.txt files.
 REJAX_TOP=(rejax==0.1.3 gymnax==0.0.9 jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 brax==0.14.2)
 BRAX_TOP=(brax==0.14.2 jax==0.7.2 jaxlib==0.7.2)
+# QDax 0.5.0 only sets lower bounds (jax>=0.4.28, brax>=0.10.4, flax>=0.8.5, ...); it runs on the same
+# jax/brax/flax as rlland, so the MAP-Elites comparison uses one XLA version on both sides.
+QDAX_TOP=(qdax==0.5.0 jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 brax==0.14.2)
 
 FORCE=0; REFREEZE=0; WHICH=()
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     --refreeze) REFREEZE=1; FORCE=1 ;;
-    rejax|brax_ppo) WHICH+=("$arg") ;;
-    *) echo "unknown argument: $arg (expected rejax, brax_ppo, --force, --refreeze)" >&2; exit 2 ;;
+    rejax|brax_ppo|qdax) WHICH+=("$arg") ;;
+    *) echo "unknown argument: $arg (expected rejax, brax_ppo, qdax, --force, --refreeze)" >&2; exit 2 ;;
   esac
 done
-[ ${#WHICH[@]} -eq 0 ] && WHICH=(rejax brax_ppo)
+[ ${#WHICH[@]} -eq 0 ] && WHICH=(rejax brax_ppo qdax)
 
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
   || { echo "need Python 3.11 as \$PYTHON (got $("$PYTHON" --version 2>&1))" >&2; exit 1; }
@@ -57,6 +61,22 @@ import jax  # noqa: F401
 from brax import envs  # noqa: F401
 from brax.training.agents.ppo import networks, train  # noqa: F401
 want = {"brax": "0.14.2", "jax": "0.7.2", "jaxlib": "0.7.2"}
+got = {k: version(k) for k in want}
+assert got == want, got
+EOF
+}
+
+smoke_qdax() {
+  "$1/bin/python" - <<'EOF'
+from importlib.metadata import version
+import jax  # noqa: F401
+import qdax.tasks.brax.v2 as environments
+from qdax.core.map_elites import MAPElites  # noqa: F401
+from qdax.core.emitters.standard_emitters import MixingEmitter  # noqa: F401
+from qdax.tasks.brax.v2.env_creators import create_brax_scoring_fn  # noqa: F401
+env = environments.create("hopper_uni", episode_length=10, backend="spring")
+assert env.descriptor_length == 1, env.descriptor_length  # the foot link was found
+want = {"qdax": "0.5.0", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "brax": "0.14.2"}
 got = {k: version(k) for k in want}
 assert got == want, got
 EOF
@@ -89,5 +109,6 @@ for name in "${WHICH[@]}"; do
   case "$name" in
     rejax) build rejax "$HERE/rejax-requirements.txt" "${REJAX_TOP[@]}" ;;
     brax_ppo) build brax_ppo "$HERE/brax-ppo-requirements.txt" "${BRAX_TOP[@]}" ;;
+    qdax) build qdax "$HERE/qdax-requirements.txt" "${QDAX_TOP[@]}" ;;
   esac
 done

@@ -37,7 +37,6 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from importlib import metadata
@@ -57,6 +56,7 @@ from train_throughput import (  # noqa: E402  (machine / version / load helpers 
     log,
     machine_info,
     machine_slug,
+    run_peer_command,
     uptime,
     versions,
 )
@@ -233,27 +233,8 @@ def peer_command(a, n: int, grid) -> list[str]:
 
 
 def run_peer(a, n: int, grid) -> dict:
-    cmd = peer_command(a, n, grid)
-    if not os.path.exists(cmd[0]):
-        raise FileNotFoundError(f"{cmd[0]} not found: run `bash benchmarks/peers/setup_peers.sh qdax` first")
-    rel = [os.path.relpath(x, ROOT) if x.startswith(ROOT) else x for x in cmd]
-    log(f"peer qdax N={n}: {shlex.join(rel)}")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=a.peer_timeout)
-    wall = time.perf_counter() - t0
-    result = None
-    for line in reversed(proc.stdout.splitlines()):
-        try:
-            result = json.loads(line)
-            break
-        except json.JSONDecodeError:
-            continue
-    if proc.returncode != 0 or result is None:
-        tail = "\n".join(proc.stderr.splitlines()[-30:])
-        raise RuntimeError(f"peer qdax N={n} failed (rc {proc.returncode}); stderr tail:\n{tail}")
-    result["command"] = shlex.join(rel)
-    result["subprocess_wall_s"] = wall
-    return result
+    return run_peer_command(peer_command(a, n, grid), f"peer qdax N={n}",
+                            "bash benchmarks/peers/setup_peers.sh qdax", a.peer_timeout)
 
 
 # -- output --------------------------------------------------------------------------------------------------

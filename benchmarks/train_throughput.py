@@ -358,15 +358,15 @@ def peer_command(algo: str, n: int, a) -> list[str]:
             "--seed", str(a.seed)]
 
 
-def run_peer(algo: str, n: int, a) -> dict:
-    cmd = peer_command(algo, n, a)
+def run_peer_command(cmd: list[str], label: str, setup_hint: str, timeout: float) -> dict:
+    """Run a peer script (``cmd[0]`` is its venv's python) and return the JSON object of its last JSON line,
+    plus ``command`` (repo-relative) and ``subprocess_wall_s``."""
     if not os.path.exists(cmd[0]):
-        venv = "brax_ppo" if algo == "ppo" else "rejax"
-        raise FileNotFoundError(f"{cmd[0]} not found: run `bash benchmarks/peers/setup_peers.sh {venv}` first")
+        raise FileNotFoundError(f"{cmd[0]} not found: run `{setup_hint}` first")
     rel = [os.path.relpath(x, ROOT) if x.startswith(ROOT) else x for x in cmd]
-    log(f"peer {algo} N={n}: {shlex.join(rel)}")
+    log(f"{label}: {shlex.join(rel)}")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=a.peer_timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
     result = None
     for line in reversed(proc.stdout.splitlines()):
@@ -377,10 +377,16 @@ def run_peer(algo: str, n: int, a) -> dict:
             continue
     if proc.returncode != 0 or result is None:
         tail = "\n".join(proc.stderr.splitlines()[-30:])
-        raise RuntimeError(f"peer {algo} N={n} failed (rc {proc.returncode}); stderr tail:\n{tail}")
+        raise RuntimeError(f"{label} failed (rc {proc.returncode}); stderr tail:\n{tail}")
     result["command"] = shlex.join(rel)
     result["subprocess_wall_s"] = wall
     return result
+
+
+def run_peer(algo: str, n: int, a) -> dict:
+    venv = "brax_ppo" if algo == "ppo" else "rejax"
+    return run_peer_command(peer_command(algo, n, a), f"peer {algo} N={n}",
+                            f"bash benchmarks/peers/setup_peers.sh {venv}", a.peer_timeout)
 
 
 # -- the benchmark -------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from rlland import agents, envs, evaluate
 
 pytestmark = pytest.mark.slow
+OPTIMIZED = True  # these tests run far longer than they compile (see conftest.py)
 
 ENV = dict(backend="spring", episode_length=200)
 CASES = {

@@ -119,15 +119,27 @@ def test_driver_refuses_a_different_config_and_bad_budgets(runs):
         driver.build(bad)
 
 
+# the study's batch per algorithm (reference C.2-C.3): CMA-MEGA's emission batch (1 + 100 + 99 = 200 evaluations
+# per generation), ME-ES's 100 workers x 2 mirrored rollouts
+STUDY_BATCH = {"map_elites": 100, "pga_me": 100, "cma_mega_es": 99, "cma_mega_td3_es": 99, "me_es": 200}
+
+
 def test_configs_carry_the_study_settings():
-    for algo in ("map_elites", "pga_me"):
+    assert set(STUDY_BATCH) == set(qd_configs.ALGOS) == set(driver.ALGOS)
+    for algo in qd_configs.ALGOS:
         for task, grid in (("hopper", (1000,)), ("walker2d", (32, 32)), ("halfcheetah", (32, 32)),
                            ("ant", (6, 6, 6, 6))):
             c = qd_configs.get_config(f"{algo}/{task}")
             assert tuple(c.archive.grid_shape) == grid and tuple(c.archive.grid_shape) == qd.STUDY_GRID_SHAPES[task]
-            assert (c.total_evals, c.batch_size, c.task.episode_length) == (1_000_000, 100, 1000)
+            assert (c.total_evals, c.batch_size, c.task.episode_length) == (1_000_000, STUDY_BATCH[algo], 1000)
             assert tuple(c.task.hidden_sizes) == (128, 128) and c.task.random_init
             assert c.f_min == pytest.approx(-qd.QDAX_REWARD_OFFSET[task] * 1000)
+    c = qd_configs.get_config("cma_mega_td3_es/hopper")
+    assert (c.cma_mega.num_samples, c.cma_mega.sample_sigma, c.cma_mega.mu) == (100, 0.02, 49)
+    assert (c.cma_mega.num_critic_training_steps, c.cma_mega.pg_batch_size) == (600, 65_536)
+    assert driver.num_chunks(c) == 50  # 1e6 / 200 = 5000 generations, 100 per chunk
+    c = qd_configs.get_config("me_es/hopper")
+    assert driver.num_chunks(c) == 100  # 5000 ES iterations of 200 rollouts, 50 per chunk
     c = qd_configs.get_config("pga_me/walker2d")
     assert (c.pga.num_critic_training_steps, c.pga.num_pg_training_steps, c.pga.proportion_ga) == (300, 10, 0.5)
     assert c.emitter.sigma == 0.02 and c.robustness.num_episodes == 10

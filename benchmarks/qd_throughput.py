@@ -32,10 +32,7 @@ the file (train_throughput.py's tables) is left as it is.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -52,13 +49,10 @@ from rlland import qd
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_throughput import (  # noqa: E402  (machine / version / load helpers shared with the training benchmark)
     _f,
-    _jsonable,
+    finish_report,
     log,
-    machine_info,
-    machine_slug,
     run_peer_command,
-    uptime,
-    versions,
+    start_report,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -333,19 +327,7 @@ def write_results(path: str, section: str, mode: str) -> None:
 
 def main(argv=None):
     a = parse_args(argv)
-    cmd = "python benchmarks/qd_throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    m = machine_info()
-    report = dict(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-                  started_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                  machine=m, machine_slug=machine_slug(m), versions=versions(), command=cmd.strip(),
-                  args=vars(a).copy(), note=a.note, uptime_start=uptime())
-    json_path = a.json or os.path.join(ROOT, "benchmarks", "results",
-                                       f"{report['date']}-{report['machine_slug']}-qd.json")
-    report["json_path"] = os.path.relpath(json_path, ROOT)
-    log(f"machine: {m['cpu']}, {m['cores_usable']} cores, backend {m['jax_backend']}; {report['uptime_start']}")
-    log(f"versions: {report['versions']}")
-    if m["jax_backend"] == "cpu" and os.getloadavg()[0] > 0.5 * m["cores_usable"]:
-        log(f"WARNING: load average {os.getloadavg()[0]:.1f} on {m['cores_usable']} cores: timings will be noisy")
+    report = start_report("qd_throughput.py", a, argv, json_suffix="-qd")
 
     task, grid, emitter, init, run, score = build(a)
     report.update(grid=list(grid), emitter=emitter, genome_size=task.genome_size,
@@ -371,17 +353,8 @@ def main(argv=None):
     for row in rows:
         row["scaling_vs_1_seed"] = row["evals_per_s"] / one["evals_per_s"]
     report["rows"] = rows
-    report["uptime_end"] = uptime()
-    report["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     report["versions"]["numpy"] = metadata.version("numpy")
-    section = markdown(report)
-    print("\n" + section, flush=True)
-    if not a.no_write:
-        os.makedirs(os.path.dirname(json_path), exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(_jsonable(report), f, indent=1)
-        write_results(a.results, section, a.results_mode)
-        log(f"wrote {os.path.relpath(a.results, ROOT)} and {report['json_path']}")
+    finish_report(report, a, markdown, write_results)
 
 
 if __name__ == "__main__":

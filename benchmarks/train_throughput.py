@@ -605,36 +605,48 @@ def _jsonable(x):
     return x
 
 
-def main(argv=None):
-    a = parse_args(argv)
-    cmd = "python benchmarks/train_throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+def start_report(script: str, a, argv, json_suffix: str = "") -> dict:
+    """The report header shared by the benchmark scripts: command, machine, versions, load; warns on a busy CPU."""
+    cmd = f"python benchmarks/{script} " + shlex.join(sys.argv[1:] if argv is None else argv)
     m = machine_info()
     report = dict(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
                   started_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   machine=m, machine_slug=machine_slug(m), versions=versions(), command=cmd.strip(),
                   args=vars(a).copy(), note=a.note, uptime_start=uptime())
-    json_path = a.json or os.path.join(ROOT, "benchmarks", "results", f"{report['date']}-{report['machine_slug']}.json")
+    json_path = a.json or os.path.join(ROOT, "benchmarks", "results",
+                                       f"{report['date']}-{report['machine_slug']}{json_suffix}.json")
     report["json_path"] = os.path.relpath(json_path, ROOT)
     log(f"machine: {m['cpu']}, {m['cores_usable']} cores, {m['ram_gib']} GiB, backend {m['jax_backend']}, "
         f"gpu {m['gpu']}; {report['uptime_start']}")
     log(f"versions: {report['versions']}")
     if m["jax_backend"] == "cpu" and os.getloadavg()[0] > 0.5 * m["cores_usable"]:
         log(f"WARNING: load average {os.getloadavg()[0]:.1f} on {m['cores_usable']} cores: timings will be noisy")
+    return report
 
+
+def finish_report(report: dict, a, markdown_fn, write_fn) -> None:
+    """Close the report (end load and time), print its markdown and write the JSON and RESULTS.md section."""
+    report["uptime_end"] = uptime()
+    report["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    section = markdown_fn(report)
+    print("\n" + section, flush=True)
+    if not a.no_write:
+        json_path = os.path.join(ROOT, report["json_path"])
+        os.makedirs(os.path.dirname(json_path), exist_ok=True)
+        with open(json_path, "w") as f:
+            json.dump(_jsonable(report), f, indent=1)
+        write_fn(a.results, section, a.results_mode)
+        log(f"wrote {os.path.relpath(a.results, ROOT)} and {report['json_path']}")
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    report = start_report("train_throughput.py", a, argv)
     env = envs.make(a.env, backend=a.backend, episode_length=a.episode_length)
     report["results"] = []
     for algo in a.algos:
         report["results"].append(bench_algo(algo, a, env))
-    report["uptime_end"] = uptime()
-    report["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    section = markdown(report)
-    print("\n" + section, flush=True)
-    if not a.no_write:
-        os.makedirs(os.path.dirname(json_path), exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(_jsonable(report), f, indent=1)
-        write_results(a.results, section, a.results_mode)
-        log(f"wrote {os.path.relpath(a.results, ROOT)} and {report['json_path']}")
+    finish_report(report, a, markdown, write_results)
 
 
 if __name__ == "__main__":

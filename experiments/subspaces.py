@@ -46,7 +46,6 @@ t1, k/n baselines dotted).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from functools import partial
@@ -57,11 +56,11 @@ import ml_collections
 import numpy as np
 
 from rlland import checkpoint, curvature, sharding, train
+from rlland import logging as rl_logging
 from rlland.buffers import check_fits
 
 LAYOUT_VERSION = 1
 LOSSES = curvature.SUBSPACE_LOSSES
-_JSON = "json:"
 
 
 def fraction_key(k: int, gradient: str, loss: str) -> str:
@@ -109,53 +108,11 @@ def resolve_num_samples(c, agent, states) -> int:
     return n
 
 
-def _flatten_attrs(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flatten_attrs(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _attr_value(v):
-    if isinstance(v, (bool, int, float, str, np.generic)):
-        return v
-    arr = np.asarray(v) if isinstance(v, (list, tuple)) and v else None
-    if arr is not None and arr.dtype.kind in "biuf":
-        return arr
-    return _JSON + json.dumps(v, default=str)
-
-
 def write_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict) -> None:
-    """Write ``datasets`` (names with '/' make groups) and flattened ``attrs`` to ``path`` atomically."""
-    import h5py
-
-    tmp = path + ".tmp"
-    with h5py.File(tmp, "w") as f:
-        for name, value in datasets.items():
-            f.create_dataset(name, data=np.asarray(value))
-        for k, v in _flatten_attrs(attrs).items():
-            f.attrs[k] = _attr_value(v)
-        f.attrs["rlland_layout"] = "subspaces"
-        f.attrs["rlland_layout_version"] = LAYOUT_VERSION
-    os.replace(tmp, path)
+    rl_logging.write_layout_h5(path, datasets, attrs, "subspaces", LAYOUT_VERSION)
 
 
-def read_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
-    """``(datasets by full name, decoded attributes)`` of a file written by :func:`write_h5`."""
-    import h5py
-
-    def decode(v):
-        v = v.decode() if isinstance(v, bytes) else v
-        return json.loads(v[len(_JSON):]) if isinstance(v, str) and v.startswith(_JSON) else v
-
-    data = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda n, o: data.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        attrs = {k: decode(v) for k, v in f.attrs.items()}
-    return data, attrs
+read_h5 = rl_logging.read_layout_h5
 
 
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,

@@ -37,6 +37,56 @@ def read_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
         return data, dict(f.attrs)
 
 
+_JSON = "json:"  # prefix of attribute values stored as JSON (non-numeric lists, dicts, None)
+
+
+def _flatten_attrs(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten_attrs(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _attr_value(v):
+    if isinstance(v, (bool, int, float, str, np.generic)):
+        return v
+    arr = np.asarray(v) if isinstance(v, (list, tuple)) and v else None
+    if arr is not None and arr.dtype.kind in "biuf":
+        return arr
+    return _JSON + json.dumps(v, default=str)
+
+
+def write_layout_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict, layout: str, version: int) -> None:
+    """An analysis's h5 file: ``datasets`` (names with '/' make groups), ``attrs`` flattened to dotted keys
+    (numbers and numeric lists as is, anything else as JSON), and ``rlland_layout`` / ``rlland_layout_version``;
+    written atomically."""
+    tmp = path + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        for name, value in datasets.items():
+            f.create_dataset(name, data=np.asarray(value))
+        for k, v in _flatten_attrs(attrs).items():
+            f.attrs[k] = _attr_value(v)
+        f.attrs["rlland_layout"] = layout
+        f.attrs["rlland_layout_version"] = version
+    os.replace(tmp, path)
+
+
+def read_layout_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
+    """``(datasets by full name, decoded attributes)`` of a file written by :func:`write_layout_h5`."""
+    def decode(v):
+        v = v.decode() if isinstance(v, bytes) else v
+        return json.loads(v[len(_JSON):]) if isinstance(v, str) and v.startswith(_JSON) else v
+
+    data = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: data.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+        attrs = {k: decode(v) for k, v in f.attrs.items()}
+    return data, attrs
+
+
 class WandbSink:
     """One wandb run per seed, grouped under the experiment; ``mode`` online | offline | disabled."""
 

@@ -116,17 +116,17 @@ def load_run(run_dir: str):
     return config, env, agent
 
 
-def _comparable(config_dict: dict) -> dict:
-    return {k: v for k, v in config_dict.items() if k not in RESUMABLE_CHANGES}
+def _comparable(config_dict: dict, resumable=RESUMABLE_CHANGES) -> dict:
+    return {k: v for k, v in config_dict.items() if k not in resumable}
 
 
 def _jsonable(config) -> dict:
     return json.loads(config.to_json_best_effort())
 
 
-def prepare_run_dir(run_dir: str, config, force: bool) -> bool:
-    """Create or check ``run_dir``; True if it holds a run to resume. Refuses a different config unless forced,
-    and never deletes anything."""
+def prepare_run_dir(run_dir: str, config, force: bool, resumable=RESUMABLE_CHANGES) -> bool:
+    """Create or check ``run_dir``; True if it holds a run to resume. Refuses a different config (keys other
+    than ``resumable``) unless forced, and never deletes anything. Also used by `rlland.qd.driver`."""
     try:
         os.makedirs(run_dir, exist_ok=True)
         probe = os.path.join(run_dir, ".write_test")
@@ -141,8 +141,8 @@ def prepare_run_dir(run_dir: str, config, force: bool) -> bool:
     with open(path) as f:
         old = json.load(f)
     new = _jsonable(config)
-    if _comparable(old) != _comparable(new) and not force:
-        diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+    if _comparable(old, resumable) != _comparable(new, resumable) and not force:
+        diff = sorted(k for k in set(old) | set(new) if k not in resumable and old.get(k) != new.get(k))
         raise ValueError(f"run_dir {run_dir!r} holds a run with a different config (differs in {diff}); "
                          f"use another run_dir, or force=True (--force) to resume it with the new config")
     return True

@@ -65,7 +65,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from rlland import checkpoint, sharding
+from rlland import checkpoint, sharding, train
 from rlland import logging as rl_logging
 from rlland.buffers import check_fits
 from rlland.qd import plotting as qd_plotting
@@ -76,6 +76,7 @@ from rlland.qd.emitters import GaussianParams, IsoLineParams, gaussian_emitter, 
 from rlland.qd.map_elites import MapElitesState, _step_metrics
 from rlland.qd.metrics import metrics as qd_metrics
 from rlland.qd.pga import PGAME, PGAConfig, PGAParams
+from rlland.train import _jsonable
 
 # algorithm name -> its builder, ``(task, config, metrics_fn) -> Algo`` ("module:function", imported when used)
 ALGOS = {"map_elites": "rlland.qd.driver:map_elites_algo", "pga_me": "rlland.qd.driver:pga_me_algo",
@@ -349,31 +350,9 @@ def default_run_dir(config) -> str:
     return os.path.join("runs", f"qd-{config.algo}-{config.task.name}-seed{config.seed}")
 
 
-def _jsonable(config) -> dict:
-    return json.loads(config.to_json_best_effort())
-
-
-def _comparable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in RESUMABLE_CHANGES}
-
-
 def prepare_run_dir(run_dir: str, config, force: bool) -> bool:
-    """Create or check ``run_dir``; True if it holds a run to resume. Refuses a different config unless forced."""
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"run_dir {run_dir!r} is not writable: {err}") from err
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        old = json.load(f)
-    new = _jsonable(config)
-    if _comparable(old) != _comparable(new) and not force:
-        diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
-        raise ValueError(f"run_dir {run_dir!r} holds a QD run with a different config (differs in {diff}); use "
-                         f"another run_dir, or force=True (--force) to resume it with the new config")
-    return True
+    """`rlland.train.prepare_run_dir` with the QD keys that may change on resume."""
+    return train.prepare_run_dir(run_dir, config, force, resumable=RESUMABLE_CHANGES)
 
 
 def write_results(run_dir: str, history: dict, attrs: dict) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from rlland import checkpoint, landscape, train
+from rlland import landscape, runs
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -64,8 +64,8 @@ def main(argv):
     del argv
     c, run_dir = _CONFIG.value, _RUN_DIR.value
     run_dir_b = _RUN_DIR_B.value or run_dir
-    run_config, _, agent = train.load_run(run_dir)
-    pairs = make_pairs(c, run_config, checkpoint.snapshot_steps(run_dir))
+    run_config, _, agent = runs.load_run(run_dir)
+    pairs = make_pairs(c, run_config, runs.snapshot_steps(run_dir))
     if not pairs:
         raise ValueError("no pairs to interpolate: give config.pairs, or at least two snapshot steps")
     e = c.eval
@@ -83,9 +83,9 @@ def main(argv):
 
     def params(rd, seed, step):
         if (rd, step) not in cache:
-            cache[(rd, step)] = checkpoint.load_snapshot(rd, step, agent if rd == run_dir else None,
+            cache[(rd, step)] = runs.load_snapshot(rd, step, agent if rd == run_dir else None,
                                                          params_only=True)
-        return checkpoint.select_seed(cache[(rd, step)], seed)
+        return runs.select_seed(cache[(rd, step)], seed)
 
     results = {}
     for sa, ta, sb, tb in pairs:

@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from rlland import checkpoint, landscape, train
+from rlland import landscape, runs
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -75,8 +75,8 @@ def seed_keys(c, step, seeds):
 def main(argv):
     del argv
     c, run_dir = _CONFIG.value, _RUN_DIR.value
-    run_config, _, agent = train.load_run(run_dir)
-    steps = [int(s) for s in c.steps] or checkpoint.snapshot_steps(run_dir)
+    run_config, _, agent = runs.load_run(run_dir)
+    steps = [int(s) for s in c.steps] or runs.snapshot_steps(run_dir)
     if not steps:
         raise ValueError(f"{run_dir} has no snapshots")
     rf, build = return_fn(agent, c), update_builder(c)
@@ -89,7 +89,7 @@ def main(argv):
     purd = jax.jit(jax.vmap(purd))
     results = {}
     for step in steps:
-        states, seeds = select_seeds(checkpoint.load_snapshot(run_dir, step, agent), c.seeds, run_config.num_seeds)
+        states, seeds = select_seeds(runs.load_snapshot(run_dir, step, agent), c.seeds, run_config.num_seeds)
         out = jax.device_get(purd(states, seed_keys(c, step, seeds)))
         results[f"{c.operator}/step_{step}"] = dict(out, attrs={"step": step, "seeds": seeds})
         for i, s in enumerate(seeds):

@@ -84,8 +84,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlland import checkpoint, envs, regions, sharding, train
-from rlland import logging as rl_logging
+from rlland import envs, regions, sharding, runs
+from rlland import sinks
 from rlland.regions import policy as rp
 
 LAYOUT_VERSION = 1
@@ -204,12 +204,12 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
 
     ``compiler_options`` go to XLA when the kernels are compiled (tests pass cheap-compile CPU options)."""
     log = print if verbose else (lambda *a, **k: None)
-    run_config, run_env, agent = train.load_run(run_dir)
+    run_config, run_env, agent = runs.load_run(run_dir)
     rp._check_relu(agent)
     rp.actor_trunk(agent)
     if c.policy not in ("deterministic", "stochastic"):
         raise ValueError(f"config.policy must be 'deterministic' or 'stochastic', got {c.policy!r}")
-    available = checkpoint.snapshot_steps(run_dir)
+    available = runs.snapshot_steps(run_dir)
     steps = sorted({int(s) for s in c.steps}) if c.steps else available
     missing = [s for s in steps if s not in available]
     if not steps or missing:
@@ -241,7 +241,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     policy_steps = steps + ([fixed_step] if fixed_step not in steps else [])
     seeds, per_policy = None, []
     for step in policy_steps:
-        params, seeds = _select(checkpoint.load_snapshot(run_dir, step, agent, params_only=True), c.seeds, run_config.num_seeds)
+        params, seeds = _select(runs.load_snapshot(run_dir, step, agent, params_only=True), c.seeds, run_config.num_seeds)
         per_policy.append(rp.policy_params(params))
     stacked = sharding.shard_seeds(jax.tree.map(lambda *x: jnp.stack(x, axis=1), *per_policy), len(seeds))
     del per_policy
@@ -435,10 +435,10 @@ def figures(d: dict[str, np.ndarray], run_dir: str) -> list[str]:
 
 
 def write_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict) -> None:
-    rl_logging.write_layout_h5(path, datasets, attrs, "regions", LAYOUT_VERSION)
+    sinks.write_layout_h5(path, datasets, attrs, "regions", LAYOUT_VERSION)
 
 
-read_h5 = rl_logging.read_layout_h5
+read_h5 = sinks.read_layout_h5
 
 
 def main(argv):

@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from rlland import checkpoint, landscape, train
+from rlland import landscape, runs
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -40,10 +40,10 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experi
 def main(argv):
     del argv
     c, run_dir = _CONFIG.value, _RUN_DIR.value
-    run_config, _, agent = train.load_run(run_dir)
-    available = checkpoint.snapshot_steps(run_dir)
+    run_config, _, agent = runs.load_run(run_dir)
+    available = runs.snapshot_steps(run_dir)
     step = available[0] if c.step < 0 and available else c.step
-    states = checkpoint.load_snapshot(run_dir, step, agent)
+    states = runs.load_snapshot(run_dir, step, agent)
     seeds = [int(s) for s in c.seeds] or list(range(run_config.num_seeds))
     if c.num_repeats < 1 or any(not 0 <= s < run_config.num_seeds for s in seeds):
         raise ValueError(f"need num_repeats >= 1 and seeds in [0, {run_config.num_seeds}), got {c.num_repeats}, "

@@ -41,8 +41,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from rlland import checkpoint, train
-from rlland import logging as rl_logging
+from rlland import runs
+from rlland import sinks
 from rlland import representation
 
 _PLASTICITY_STREAM = 0x706C6173  # "plas"
@@ -74,7 +74,7 @@ def write_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict) -> None:
 
 
 def read_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
-    return rl_logging.read_h5(path)
+    return sinks.read_h5(path)
 
 
 def plasticity_fn(agent, p):
@@ -92,8 +92,8 @@ def plasticity_fn(agent, p):
 
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True) -> str:
     """Run the probe over the run's snapshots, write ``representation.h5`` and the figures; returns the h5 path."""
-    run_config, _, agent = train.load_run(run_dir)
-    available = checkpoint.snapshot_steps(run_dir)
+    run_config, _, agent = runs.load_run(run_dir)
+    available = runs.snapshot_steps(run_dir)
     steps = sorted(int(s) for s in c.steps) if c.steps else available
     missing = [s for s in steps if s not in available]
     if missing:
@@ -113,7 +113,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     datasets: dict[str, np.ndarray] = {"steps": np.asarray(steps, np.int64), "seeds": np.asarray(seeds, np.int64)}
     compile_seconds = run_seconds = 0.0
     if do_plasticity and steps:
-        load = lambda step: jax.tree.map(lambda x: x[np.asarray(seeds)], checkpoint.load_snapshot(run_dir, step, agent))
+        load = lambda step: jax.tree.map(lambda x: x[np.asarray(seeds)], runs.load_snapshot(run_dir, step, agent))
         data_params = load(0).params if data == "snapshot0" else None
         keys = probe_keys(c.seed, seeds)
         fn = plasticity_fn(agent, p)
@@ -156,7 +156,7 @@ def _training_curves(run_dir: str) -> tuple[np.ndarray | None, dict[str, np.ndar
     path = os.path.join(run_dir, "metrics.h5")
     if not os.path.exists(path):
         return None, {}
-    data, _ = rl_logging.read_h5(path)
+    data, _ = sinks.read_h5(path)
     return data.get("train/steps"), {k[len("train/repr/"):]: v for k, v in data.items()
                                      if k.startswith("train/repr/")}
 

@@ -55,8 +55,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlland import checkpoint, curvature, sharding, train
-from rlland import logging as rl_logging
+from rlland import curvature, sharding, runs
+from rlland import sinks
 from rlland.buffers import check_fits
 
 LAYOUT_VERSION = 1
@@ -109,10 +109,10 @@ def resolve_num_samples(c, agent, states) -> int:
 
 
 def write_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict) -> None:
-    rl_logging.write_layout_h5(path, datasets, attrs, "subspaces", LAYOUT_VERSION)
+    sinks.write_layout_h5(path, datasets, attrs, "subspaces", LAYOUT_VERSION)
 
 
-read_h5 = rl_logging.read_layout_h5
+read_h5 = sinks.read_layout_h5
 
 
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,
@@ -121,8 +121,8 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
 
     ``compiler_options`` go to XLA when the kernel is compiled (tests pass cheap-compile CPU options)."""
     log = print if verbose else (lambda *a, **k: None)
-    run_config, _, agent = train.load_run(run_dir)
-    available = checkpoint.snapshot_steps(run_dir)
+    run_config, _, agent = runs.load_run(run_dir)
+    available = runs.snapshot_steps(run_dir)
     steps = sorted({int(s) for s in c.steps}) if c.steps else available
     missing = [s for s in steps if s not in available]
     if not steps or missing:
@@ -146,7 +146,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     per_step, num_samples_used, seeds = [], [], None
     overlaps: dict[tuple[int, str], np.ndarray] = {}  # (t1, loss) -> [S, T, len(ks_loss)]
     for j, step in enumerate(steps):
-        states, seeds = _select(checkpoint.load_snapshot(run_dir, step, agent), c.seeds, run_config.num_seeds)
+        states, seeds = _select(runs.load_snapshot(run_dir, step, agent), c.seeds, run_config.num_seeds)
         S = len(seeds)
         states = sharding.shard_seeds(states, S)
         keys = snapshot_keys(int(c.seed), step, seeds)

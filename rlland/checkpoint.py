@@ -1,4 +1,4 @@
-"""Checkpoints (exact resume) and snapshots (what the analyses load), with orbax-checkpoint.
+"""Checkpoints (exact resume) and snapshots (what the analyses load), with orbax-checkpoint; nothing else.
 
 Layout in a run directory::
 
@@ -18,40 +18,32 @@ data gets overwritten, so the snapshot stores the buffer itself to keep its view
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
 from typing import Any
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
-
 def _abs(path: str) -> str:
     return os.path.abspath(path)
-
 
 def _manager(directory: str, keep: int | None = None, read_only: bool = False, **kwargs) -> ocp.CheckpointManager:
     """``read_only``: only read (creates nothing; orbax's own read_only mode logs a warning on every use)."""
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=not read_only)
     return ocp.CheckpointManager(_abs(directory), options=options, **kwargs)
 
-
 def to_dict(state: Any) -> dict:
     return serialization.to_state_dict(state)
-
 
 def from_dict(target: Any, state_dict: dict) -> Any:
     return serialization.from_state_dict(target, state_dict)
 
-
 def _encode(host: dict) -> dict:
     """Host keys like "eval/returns" name files inside the checkpoint: keep them free of path separators."""
     return {k.replace("/", "__"): np.asarray(v) for k, v in host.items()}
-
 
 class Checkpoints:
     """The run's rolling checkpoints: full state (as a state dict) plus a host-side dict of numpy arrays."""
@@ -114,7 +106,6 @@ class Checkpoints:
         warnings.warn(f"moved the checkpoint that failed to restore to {dst}")
         self.manager.reload()
 
-
 def snapshot_dict(state: Any, keep_buffer_data: bool) -> dict:
     """What a snapshot stores of a (seed-batched) training state."""
     sd = to_dict(state)
@@ -122,76 +113,29 @@ def snapshot_dict(state: Any, keep_buffer_data: bool) -> dict:
         sd["buffer"] = {k: v for k, v in sd["buffer"].items() if k != "data"}
     return sd
 
-
 def save_snapshot(run_dir: str, step: int, state: Any, keep_buffer_data: bool) -> None:
     _manager(os.path.join(run_dir, "snapshots")).save(
         step, args=ocp.args.StandardSave(snapshot_dict(state, keep_buffer_data)))
-
 
 def snapshot_steps(run_dir: str) -> list[int]:
     path = os.path.join(run_dir, "snapshots")
     return sorted(_manager(path, read_only=True).all_steps()) if os.path.isdir(path) else []
 
-
-def load_snapshot(run_dir: str, step: int, agent: Any = None, params_only: bool = False) -> Any:
-    """The seed-batched training state as it was at ``step`` (use `select_seed` for one seed).
-
-    ``agent``: the run's agent, from ``rlland.train.load_run(run_dir)``; pass it when loading several snapshots
-    (each call otherwise rebuilds the env, seconds for a Brax task). ``params_only``: return only the seed-batched
-    ``params`` and skip the replay data (which may mean restoring a whole checkpoint's buffer).
-
-    The state has the agent's own type (e.g. ``OffPolicyState``), so the agent's losses and update steps apply.
-    For off-policy agents the replay buffer holds exactly the data present at ``step`` (slots past ``size`` are
-    zero, as they were): from the snapshot if it stored it, else from the latest checkpoint (whose first ``size``
-    slots are that data, see module docstring); a ValueError says so if that checkpoint cannot give the exact view
-    (older than the snapshot, or its buffer has wrapped). Use `rlland.train.load_run` to rebuild the matching
-    env and agent.
-    """
-    from rlland import sharding, train  # the run's config says how to rebuild the agent
-
-    steps = snapshot_steps(run_dir)
-    if step not in steps:
-        raise ValueError(f"no snapshot at step {step} in {run_dir}; available: {steps}")
-    config = train.read_config(run_dir)
-    agent = train.load_run(run_dir)[2] if agent is None else agent
-    abstract = sharding.with_sharding(train.abstract_state(agent, config.num_seeds), config.num_seeds)
+def restore_snapshot(run_dir: str, step: int, abstract_state: Any) -> tuple[dict, bool]:
+    """``(state dict, has_buffer_data)`` of the snapshot at ``step``, restored onto ``abstract_state``'s shapes and
+    shardings. The replay data is in the dict only when the snapshot stored it (``has_buffer_data``);
+    `rlland.runs.load_snapshot` completes the view from a checkpoint otherwise."""
     manager = _manager(os.path.join(run_dir, "snapshots"), read_only=True,
                        item_handlers=ocp.StandardCheckpointHandler())
     stored = manager.item_metadata(step)
     has_data = "buffer" in stored and "data" in stored["buffer"]
-    target = snapshot_dict(abstract, keep_buffer_data=has_data)
-    sd = dict(manager.restore(step, args=ocp.args.StandardRestore(target)))
-    if params_only:
-        return from_dict(abstract.params, sd["params"])
-    if "buffer" in sd and not has_data:
-        latest = Checkpoints(run_dir, read_only=True).restore_latest(abstract)
-        if latest is None:
-            raise ValueError(f"snapshot {step} needs the replay data of a checkpoint, and {run_dir} has none")
-        ckpt_step, ckpt_state, _ = latest
-        capacity = ckpt_state.buffer.capacity
-        written = int(np.max(np.asarray(getattr(ckpt_state, "env_steps", ckpt_state.buffer.size))))
-        if ckpt_step < step or written > capacity:
-            why = (f"the latest checkpoint (step {ckpt_step}) is older than the snapshot" if ckpt_step < step else
-                   f"its buffer has wrapped ({written} transitions written, capacity {capacity}) and overwritten "
-                   f"the data the snapshot saw")
-            raise ValueError(f"snapshot {step} of {run_dir} stores no replay data and cannot be viewed exactly: {why}")
-        size = np.asarray(sd["buffer"]["size"])  # [seeds]
+    target = snapshot_dict(abstract_state, keep_buffer_data=has_data)
+    return dict(manager.restore(step, args=ocp.args.StandardRestore(target))), has_data
 
-        def as_then(d):  # slots past the snapshot's size were still empty (zero) at that step
-            keep = (np.arange(capacity)[None, :] < size[:, None]).reshape(size.shape + (capacity,) + (1,) * (d.ndim - 2))
-            return jax.numpy.where(keep, d, jax.numpy.zeros_like(d))
+_MOVED = {"load_snapshot": "rlland.runs.load_snapshot", "select_seed": "rlland.runs.select_seed",
+          "write_json_atomic": "rlland.runs.write_json_atomic"}
 
-        sd["buffer"] = dict(sd["buffer"]) | {"data": jax.tree.map(as_then, to_dict(ckpt_state.buffer)["data"])}
-    return from_dict(abstract, sd)
-
-
-def select_seed(tree: Any, i: int) -> Any:
-    """Seed ``i`` of a seed-batched pytree (every leaf indexed on its leading axis)."""
-    return jax.tree.map(lambda x: x[i], tree)
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+def __getattr__(name: str):
+    if name in _MOVED:
+        raise AttributeError(f"rlland.checkpoint.{name} has moved to {_MOVED[name]}")
+    raise AttributeError(f"module 'rlland.checkpoint' has no attribute {name!r}")

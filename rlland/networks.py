@@ -7,10 +7,13 @@ head, reference A.2) via the ``output_scale`` argument.
 Calling a module with ``with_features=True`` returns ``(output, features)`` where ``features`` is a dict:
 ``pre`` / ``post``: penultimate layer before / after the activation, [..., width]; ``hidden_pre``: tuple with
 every hidden layer's pre-activation (for all-layer PFO and linear-region patterns).
+
+Every network declares where its hidden layers live (``TRUNK``, the path of its MLP in its parameter dict), and
+``module.layers(variables)`` returns them as a (W, b) list: analyses never guess flax's generated names.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -75,6 +78,12 @@ class DeterministicActor(nn.Module):
     hidden_scale: float = 2.0 ** 0.5
     output_scale: float = 2.0 ** 0.5
 
+    TRUNK: ClassVar[str] = "_Head_0/MLP_0"
+
+    def layers(self, variables) -> list[tuple[jax.Array, jax.Array]]:
+        """The hidden (W, b) layers of this network's parameters, W of shape (in, out)."""
+        return hidden_layers(variables, trunk=self.TRUNK)
+
     @nn.compact
     def __call__(self, obs, with_features: bool = False):
         out, feats = _Head(self.action_size, self.hidden_sizes, self.activation, self.hidden_scale,
@@ -97,6 +106,12 @@ class TanhGaussianActor(nn.Module):
     log_std_min: float = -10.0
     log_std_max: float = 2.0
 
+    TRUNK: ClassVar[str] = "MLP_0"
+
+    def layers(self, variables) -> list[tuple[jax.Array, jax.Array]]:
+        """The hidden (W, b) layers of this network's parameters, W of shape (in, out)."""
+        return hidden_layers(variables, trunk=self.TRUNK)
+
     @nn.compact
     def __call__(self, obs, with_features: bool = False):
         h, feats = MLP(self.hidden_sizes, self.activation, self.hidden_scale)(obs)
@@ -116,6 +131,12 @@ class GaussianActor(nn.Module):
     output_scale: float = 0.01
     log_std_init: float = 0.0
 
+    TRUNK: ClassVar[str] = "_Head_0/MLP_0"
+
+    def layers(self, variables) -> list[tuple[jax.Array, jax.Array]]:
+        """The hidden (W, b) layers of this network's parameters, W of shape (in, out)."""
+        return hidden_layers(variables, trunk=self.TRUNK)
+
     @nn.compact
     def __call__(self, obs, with_features: bool = False):
         mean, feats = _Head(self.action_size, self.hidden_sizes, self.activation, self.hidden_scale,
@@ -131,6 +152,12 @@ class VCritic(nn.Module):
     activation: str = "tanh"
     hidden_scale: float = 2.0 ** 0.5
     output_scale: float = 1.0
+
+    TRUNK: ClassVar[str] = "_Head_0/MLP_0"
+
+    def layers(self, variables) -> list[tuple[jax.Array, jax.Array]]:
+        """The hidden (W, b) layers of this network's parameters, W of shape (in, out)."""
+        return hidden_layers(variables, trunk=self.TRUNK)
 
     @nn.compact
     def __call__(self, obs, with_features: bool = False):
@@ -148,6 +175,12 @@ class TwinQCritic(nn.Module):
     activation: str = "relu"
     hidden_scale: float = 2.0 ** 0.5
     output_scale: float = 2.0 ** 0.5
+
+    TRUNK: ClassVar[str] = "_Head_{head}/MLP_0"
+
+    def layers(self, variables, head: int = 0) -> list[tuple[jax.Array, jax.Array]]:
+        """The hidden (W, b) layers of head ``head`` (0: Q1, 1: Q2), W of shape (in, out)."""
+        return hidden_layers(variables, trunk=self.TRUNK.format(head=head))
 
     @nn.compact
     def __call__(self, obs, action, with_features: bool = False):

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rlland.seed_axis import SEED_AXIS
+
 
 def seed_sharding(num_seeds: int) -> NamedSharding | None:
     """The sharding for a leading seed axis of length ``num_seeds``, or None if it cannot split evenly."""
@@ -21,7 +23,7 @@ def seed_sharding(num_seeds: int) -> NamedSharding | None:
     if num_seeds % len(devices):
         warnings.warn(f"{num_seeds} seeds do not split evenly over {len(devices)} devices; using one device")
         return None
-    return NamedSharding(Mesh(np.array(devices), ("seed",)), PartitionSpec("seed"))
+    return NamedSharding(Mesh(np.array(devices), (SEED_AXIS,)), PartitionSpec(SEED_AXIS))
 
 
 def shard_seeds(tree, num_seeds: int):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rlland import agents, envs, representation, train
-from rlland import logging as rl_logging
+from rlland import sinks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROBE = dict(num_envs=2, num_steps=32, epochs=2, minibatch_size=16)
@@ -105,7 +105,7 @@ def test_experiment_on_a_tiny_run(run_dir):
     for name in ("representation_seed0.png", "representation_seed1.png", "representation.png"):
         assert os.path.getsize(os.path.join(run_dir, "figures", name)) > 0
     # the training-time curves the figures draw: logged on every iteration, so every chunk mean is finite
-    m, _ = rl_logging.read_h5(os.path.join(run_dir, "metrics.h5"))
+    m, _ = sinks.read_h5(os.path.join(run_dir, "metrics.h5"))
     for k in ("repr/start/actor_post/approximate_rank", "repr/start/critic_post/dead_units",
               "repr/drift/actor_pre", "repr/end/kl_k3"):
         assert m[f"train/{k}"].shape == (2, 2) and np.all(np.isfinite(m[f"train/{k}"])), k

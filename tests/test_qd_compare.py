@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from rlland.logging import write_h5
+from rlland.sinks import write_h5
 from rlland.qd import plotting as qd_plotting
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rlland import qd
-from rlland.logging import read_h5
+from rlland.sinks import read_h5
 from rlland.qd import driver
 from rlland.qd import plotting as qd_plotting
 

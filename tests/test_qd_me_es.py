@@ -12,7 +12,7 @@ import pytest
 
 import rlland  # noqa: F401  (before any JAX computation)
 from rlland import qd
-from rlland.logging import read_h5
+from rlland.sinks import read_h5
 from rlland.qd import driver, me_es
 
 _spec = importlib.util.spec_from_file_location(

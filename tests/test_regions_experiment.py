@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlland import agents, checkpoint, regions, train
+from rlland import agents, regions, train, runs
 from rlland.envs import Env
 from rlland.normalization import RunningStats
 
@@ -290,11 +290,11 @@ def test_densities_finite_and_nonnegative(result):
 
 def test_transitions_equal_direct_trajectory_metrics(result, run_dir):
     _, d, _ = result
-    _, _, agent = train.load_run(run_dir)
+    _, _, agent = runs.load_run(run_dir)
     for j, step in enumerate(STEPS):
-        params = checkpoint.load_snapshot(run_dir, step).params
+        params = runs.load_snapshot(run_dir, step).params
         for s in range(SEEDS):
-            p = checkpoint.select_seed(params, s)
+            p = runs.select_seed(params, s)
             layers = regions.actor_layers(agent, p, fold_obs_norm=False)
             mean, std = regions.input_normalizer(agent, p)
             trajs = {"fixed": (d["fixed/states"][s], d["fixed/mask"][s]),

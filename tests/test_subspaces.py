@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from rlland import agents, checkpoint, curvature, envs, train
+from rlland import agents, curvature, envs, train, runs
 from rlland.curvature import analysis
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -137,8 +137,8 @@ def test_hessian_eigenvalues_match_dense_hessian(run_dir, result):
     rebuilt here from the same key: TD3's actor loss w.r.t. the actor only (Krylov space = whole space), and
     the critic loss w.r.t. the critic (128 of 210 steps)."""
     _, d, _ = result
-    _, _, agent = train.load_run(run_dir)
-    state = checkpoint.select_seed(checkpoint.load_snapshot(run_dir, STEPS[0]), 0)
+    _, _, agent = runs.load_run(run_dir)
+    state = runs.select_seed(runs.load_snapshot(run_dir, STEPS[0]), 0)
     key = subspaces.snapshot_keys(0, STEPS[0], [0, 1])[0]
     k_data, _ = jax.random.split(key)  # analyse_snapshot's split
 
@@ -207,7 +207,7 @@ def test_ppo_snapshot_on_fresh_rollouts():
                                                                       jax.random.split(jax.random.PRNGKey(1), 2))
     assert minibatch_obs.shape == (2, 2, 6, 1)  # [seed, minibatch, sample, obs]
     batch = jax.eval_shape(lambda s, k: analysis.on_policy_batch(ppo, s.params, s.env_state, k, s.hparams, 3),
-                           checkpoint.select_seed(states, 0), jax.random.PRNGKey(2))
+                           runs.select_seed(states, 0), jax.random.PRNGKey(2))
     assert batch.obs.shape == (36, 1)  # 3 chained rollouts x 3 steps x 4 envs
     assert set(out) == set(LOSSES)
     for loss, o in out.items():

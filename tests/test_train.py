@@ -24,8 +24,8 @@ import jax
 import numpy as np
 import pytest
 
-from rlland import checkpoint, sharding, train
-from rlland.logging import read_h5
+from rlland import checkpoint, sharding, train, runs
+from rlland.sinks import read_h5
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_DIR = str(jax.config.jax_compilation_cache_dir or REPO / ".jax_cache")
@@ -100,14 +100,14 @@ def h5_equal(path_a, path_b):
 
 def latest_state(run_dir):
     """(step, state, host) of the newest checkpoint of ``run_dir``."""
-    config, _, agent = train.load_run(str(run_dir))
-    abstract = sharding.with_sharding(train.abstract_state(agent, config.num_seeds), config.num_seeds)
+    config, _, agent = runs.load_run(str(run_dir))
+    abstract = sharding.with_sharding(runs.abstract_state(agent, config.num_seeds), config.num_seeds)
     return checkpoint.Checkpoints(str(run_dir), read_only=True).restore_latest(abstract)
 
 
 def restore_step(run_dir, step):
-    config, _, agent = train.load_run(str(run_dir))
-    abstract = sharding.with_sharding(train.abstract_state(agent, config.num_seeds), config.num_seeds)
+    config, _, agent = runs.load_run(str(run_dir))
+    abstract = sharding.with_sharding(runs.abstract_state(agent, config.num_seeds), config.num_seeds)
     ckpts = checkpoint.Checkpoints(str(run_dir), read_only=True)
     out = ckpts.manager.restore(step, args=checkpoint.ocp.args.Composite(
         state=checkpoint.ocp.args.StandardRestore(checkpoint.to_dict(abstract))))
@@ -198,7 +198,7 @@ def _check_result(result, config):
     png = run_dir / "figures" / "learning_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert checkpoint.Checkpoints(str(run_dir), read_only=True).steps()[-1] == config.total_steps
-    assert checkpoint.snapshot_steps(str(run_dir)) == sorted(config.snapshot_steps)
+    assert runs.snapshot_steps(str(run_dir)) == sorted(config.snapshot_steps)
 
 
 def test_td3_run_results_h5_and_figure(td3_run):
@@ -214,7 +214,7 @@ def test_ppo_run_results_h5_and_figure(tmp_path):
     result = train.run(config, run_dir=str(tmp_path / "ppo"))
     assert type(result.state).__name__ == "PPOState"
     _check_result(result, config)
-    snap = checkpoint.load_snapshot(str(tmp_path / "ppo"), 64)
+    snap = runs.load_snapshot(str(tmp_path / "ppo"), 64)
     assert type(snap) is type(result.state) and snap.env_steps.tolist() == [64, 64]
 
 
@@ -248,7 +248,7 @@ def test_cli_killed_and_resumed_run_is_bitwise_identical(tmp_path):
     assert "final eval return per seed" in out.stdout
 
     # the same config, uninterrupted, in this process
-    reference = train.run(train.read_config(str(killed)), run_dir=str(tmp_path / "reference"))
+    reference = train.run(runs.read_config(str(killed)), run_dir=str(tmp_path / "reference"))
     step_a, state_a, host_a = latest_state(killed)
     step_b, state_b, host_b = latest_state(tmp_path / "reference")
     assert step_a == step_b == overrides["total_steps"]
@@ -257,22 +257,22 @@ def test_cli_killed_and_resumed_run_is_bitwise_identical(tmp_path):
     assert leaves_equal(host_a, host_b)
     h5_equal(killed / "metrics.h5", tmp_path / "reference" / "metrics.h5")
     for s in overrides["snapshot_steps"]:
-        assert leaves_equal(checkpoint.load_snapshot(str(killed), s),
-                            checkpoint.load_snapshot(str(tmp_path / "reference"), s))
+        assert leaves_equal(runs.load_snapshot(str(killed), s),
+                            runs.load_snapshot(str(tmp_path / "reference"), s))
 
 
 # -- 3. snapshots ---------------------------------------------------------------------------------------------
 def test_snapshot_is_the_state_at_that_step(td3_run, tmp_path):
     run_dir = td3_run.run_dir
     stopped = train.run(tiny_td3(total_steps=64), run_dir=str(tmp_path / "stopped"))
-    snap = checkpoint.load_snapshot(run_dir, 64)
+    snap = runs.load_snapshot(run_dir, 64)
     assert type(snap) is type(td3_run.state)
-    assert not train._buffer_wraps(tiny_td3(), train.build(tiny_td3())[1])  # 96 steps into 128 slots
+    assert not train.buffer_wraps(tiny_td3(), runs.build(tiny_td3())[1])  # 96 steps into 128 slots
     np.testing.assert_array_equal(snap.buffer.size, [64, 64])
     np.testing.assert_array_equal(snap.buffer.cursor, [64, 64])
     assert leaves_equal(snap, stopped.state)  # params, optimiser, targets, buffer (data included), keys, ...
-    _, _, agent = train.load_run(run_dir)  # a prebuilt agent, and params only (no replay data restored)
-    assert leaves_equal(checkpoint.load_snapshot(run_dir, 64, agent, params_only=True), stopped.state.params)
+    _, _, agent = runs.load_run(run_dir)  # a prebuilt agent, and params only (no replay data restored)
+    assert leaves_equal(runs.load_snapshot(run_dir, 64, agent, params_only=True), stopped.state.params)
     # the final buffer holds more, so the view was cut at the snapshot's size
     assert int(td3_run.state.buffer.size[0]) == 96
     # the snapshot stored no replay data (it borrows from the latest checkpoint)
@@ -280,13 +280,13 @@ def test_snapshot_is_the_state_at_that_step(td3_run, tmp_path):
                                checkpoint.ocp.StandardCheckpointHandler()).item_metadata(64)["buffer"].keys() \
         == {"cursor", "size"}
 
-    one = checkpoint.select_seed(snap, 1)
+    one = runs.select_seed(snap, 1)
     assert type(one) is type(snap)
     assert np.shape(one.buffer.size) == () and int(one.buffer.size) == 64
     for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(stopped.state)):
         np.testing.assert_array_equal(x, np.asarray(y)[1])
     with pytest.raises(ValueError, match="available"):
-        checkpoint.load_snapshot(run_dir, 48)
+        runs.load_snapshot(run_dir, 48)
 
 
 def test_snapshot_of_a_wrapping_buffer_is_exact(tmp_path):
@@ -294,7 +294,7 @@ def test_snapshot_of_a_wrapping_buffer_is_exact(tmp_path):
     train.run(config, run_dir=str(tmp_path / "wrap"))
     stopped = train.run(tiny_td3(**{"agent.buffer_capacity": 48, "total_steps": 64}),
                         run_dir=str(tmp_path / "stopped"))
-    snap = checkpoint.load_snapshot(str(tmp_path / "wrap"), 64)
+    snap = runs.load_snapshot(str(tmp_path / "wrap"), 64)
     np.testing.assert_array_equal(snap.buffer.size, [48, 48])
     np.testing.assert_array_equal(snap.buffer.cursor, [16, 16])
     assert leaves_equal(snap, stopped.state)
@@ -309,9 +309,9 @@ def test_snapshot_refuses_an_inexact_buffer_view(td3_run, tmp_path):
     shutil.copytree(td3_run.run_dir, run_dir)
     for step in (64, 96):  # leave only the checkpoint at 32: older than the snapshot at 64
         shutil.rmtree(run_dir / "checkpoints" / str(step))
-    assert checkpoint.load_snapshot(str(run_dir), 32).buffer.size.tolist() == [32, 32]
+    assert runs.load_snapshot(str(run_dir), 32).buffer.size.tolist() == [32, 32]
     with pytest.raises(ValueError, match="older than the snapshot"):
-        checkpoint.load_snapshot(str(run_dir), 64)
+        runs.load_snapshot(str(run_dir), 64)
 
 
 # -- 4. bad input ----------------------------------------------------------------------------------------------
@@ -493,7 +493,7 @@ SHARDED = textwrap.dedent("""
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     from rlland import train
-    config = train.read_config(sys.argv[1])
+    config = runs.read_config(sys.argv[1])
     result = train.run(config, run_dir=sys.argv[2])
     leaf = jax.tree.leaves(result.state.params)[0]
     print(json.dumps({"devices": jax.device_count(), "leaf_devices": len(leaf.sharding.device_set),
@@ -534,11 +534,11 @@ def test_four_devices_shard_the_seed_axis(td3_four_seeds, tmp_path):
 # -- 8. vmap over seeds ----------------------------------------------------------------------------------------
 def test_seed_zero_of_a_batch_equals_a_single_seed_run(td3_four_seeds, tmp_path):
     single = train.run(tiny_td3(num_seeds=1, snapshot_steps=()), run_dir=str(tmp_path / "one"))
-    keys = train.seed_keys(tiny_td3(num_seeds=4))
-    np.testing.assert_array_equal(keys[0], train.seed_keys(tiny_td3(num_seeds=1))[0])
+    keys = runs.seed_keys(tiny_td3(num_seeds=4))
+    np.testing.assert_array_equal(keys[0], runs.seed_keys(tiny_td3(num_seeds=1))[0])
     assert len({tuple(np.asarray(k).tolist()) for k in keys}) == 4
     # Tolerance as above: a vmapped batch of 4 and of 1 may round float32 reductions differently.
-    assert_tree_close(checkpoint.select_seed(td3_four_seeds.state, 0), checkpoint.select_seed(single.state, 0),
+    assert_tree_close(runs.select_seed(td3_four_seeds.state, 0), runs.select_seed(single.state, 0),
                       rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(td3_four_seeds.eval_returns[:1], single.eval_returns, rtol=1e-5, atol=1e-6)
     # and seed 1 is a different seed

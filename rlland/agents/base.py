@@ -48,6 +48,7 @@ class Agent:
     """Base class. Subclasses set ``name``, ``HPARAMS`` and ``POSITIVE`` and implement init / step / act."""
 
     name: ClassVar[str]
+    is_off_policy: ClassVar[bool]  # replay buffer + critic/actor losses (TD3, SAC), or on-policy rollouts (PPO)
     HPARAMS: ClassVar[tuple[str, ...]]  # traced scalar hyperparameters
     POSITIVE: ClassVar[tuple[str, ...]] = ()  # keys (static or traced) that must be > 0
     UNIT: ClassVar[tuple[str, ...]] = ()  # keys that must lie in [0, 1]
@@ -82,6 +83,27 @@ class Agent:
 
     def _resolve_hparams(self, hparams: HParams | None) -> HParams:
         return self.hparams() if hparams is None else {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+
+    # -- the agent contract (rlland.types.AgentLike): what analyses call -----------------------------------
+    def normalize(self, params: Params, obs: jax.Array) -> jax.Array:
+        """The network input for raw observations (running statistics when ``normalize_observations``)."""
+        return params["obs_norm"].normalize(obs) if self.config.get("normalize_observations", False) else obs
+
+    def actor_layers(self, params: Params) -> list[tuple[jax.Array, jax.Array]]:
+        """The actor's hidden (W, b) layers, W (in, out); they act on ``normalize(params, obs)``."""
+        return self.actor.layers(params["actor"])
+
+    def actor_activation(self) -> str:
+        return self.actor.activation
+
+    def policy_features(self, params: Params, obs: jax.Array) -> dict:
+        """The actor's features (``pre``, ``post``, ``hidden_pre``) for raw observations ``obs``."""
+        return self.actor.apply(params["actor"], self.normalize(params, obs), with_features=True)[1]
+
+    def value_features(self, params: Params, obs: jax.Array, action: jax.Array | None = None) -> dict:
+        """The critic's features for raw observations (and actions, for Q critics: both heads on axis 0)."""
+        args = (self.normalize(params, obs),) if action is None else (self.normalize(params, obs), action)
+        return self.critic.apply(params["critic"], *args, with_features=True)[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(env={self.env.name!r})"

@@ -25,13 +25,11 @@ iterations); under a plain vmap over seeds every iteration pays for the diagnost
 """
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlland.agents.base import Agent, HParams, Params
+from rlland.agents.base import Agent, HParams
 from rlland.buffers import ReplayBuffer, Transition, check_fits, memory_bytes
 from rlland.envs import EnvState
 from rlland.normalization import RunningStats
@@ -54,6 +52,7 @@ class OffPolicyState(struct.PyTreeNode):
 
 
 class OffPolicyAgent(Agent):
+    is_off_policy = True
     POSITIVE = ("learning_rate", "tau", "num_envs", "batch_size", "buffer_capacity", "updates_per_step")
     UNIT = ("gamma", "tau")
 
@@ -82,9 +81,6 @@ class OffPolicyAgent(Agent):
     def zero_metrics(self) -> dict: ...
 
     # -- shared ---------------------------------------------------------------------------------------------
-    def normalize(self, params: dict, obs: jax.Array) -> jax.Array:
-        return params["obs_norm"].normalize(obs) if self.config.normalize_observations else obs
-
     def example_transition(self) -> Transition:
         o, a = jnp.zeros(self.env.observation_size), jnp.zeros(self.env.action_size)
         return Transition(obs=o, action=a, reward=jnp.zeros(()), next_obs=o, terminated=jnp.zeros(()))

@@ -138,6 +138,7 @@ def gae(traj: Trajectory, next_value: jax.Array, gamma, lam) -> tuple[jax.Array,
 
 class PPO(Agent):
     name = "ppo"
+    is_off_policy = False
     HPARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm",
                "pfo_coef", "pfo_critic_coef")
     POSITIVE = ("learning_rate", "num_envs", "unroll_length", "num_minibatches", "epochs", "max_grad_norm",
@@ -180,9 +181,6 @@ class PPO(Agent):
 
     def tx(self, hp):
         return adam(hp, eps=self.config.adam_eps, max_grad_norm=hp["max_grad_norm"])
-
-    def normalize(self, params, obs):
-        return params["obs_norm"].normalize(obs) if self.config.normalize_observations else obs
 
     def init_networks(self, k_actor, k_critic) -> dict:
         """Freshly initialised ``{"actor", "critic", "obs_norm"}`` params (what ``init`` uses; the plasticity

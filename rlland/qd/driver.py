@@ -56,18 +56,17 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
-from rlland import checkpoint, sharding, train
-from rlland import logging as rl_logging
+from rlland import checkpoint, loop, runs, sharding, sinks
 from rlland.buffers import check_fits
+from rlland.validation import require_choice, require_positive
 from rlland.qd import plotting as qd_plotting
 from rlland.qd import robustness as qd_robustness
 from rlland.qd.algo import Algo, emit_score_tell
@@ -76,7 +75,6 @@ from rlland.qd.emitters import GaussianParams, IsoLineParams, gaussian_emitter, 
 from rlland.qd.map_elites import MapElitesState, _step_metrics
 from rlland.qd.metrics import metrics as qd_metrics
 from rlland.qd.pga import PGAME, PGAConfig, PGAParams
-from rlland.train import _jsonable
 
 # algorithm name -> its builder, ``(task, config, metrics_fn) -> Algo`` ("module:function", imported when used)
 ALGOS = {"map_elites": "rlland.qd.driver:map_elites_algo", "pga_me": "rlland.qd.driver:pga_me_algo",
@@ -152,14 +150,11 @@ def pga_config(config) -> tuple[PGAConfig, PGAParams]:
 
 
 def _check(config) -> None:
-    if config.algo not in ALGOS:
-        raise ValueError(f"unknown QD algorithm {config.algo!r}; valid: {', '.join(ALGOS)}")
-    for key in ("num_seeds", "batch_size", "total_evals", "generations_per_chunk", "checkpoint_every",
-                "keep_checkpoints"):
-        if not int(config[key]) > 0:
-            raise ValueError(f"config.{key} must be > 0, got {config[key]}")
-    if config.algo == "map_elites" and config.emitter.name not in EMITTERS:
-        raise ValueError(f"unknown emitter {config.emitter.name!r}; valid: {', '.join(EMITTERS)}")
+    require_choice("QD algorithm", config.algo, ALGOS)
+    require_positive(config, ("num_seeds", "batch_size", "total_evals", "generations_per_chunk",
+                              "checkpoint_every", "keep_checkpoints"))
+    if config.algo == "map_elites":
+        require_choice("emitter", config.emitter.name, EMITTERS)
     if int(config.robustness.num_episodes) < 0:
         raise ValueError(f"config.robustness.num_episodes must be >= 0, got {config.robustness.num_episodes}")
 
@@ -325,7 +320,7 @@ def kernels(setup: QDSetup):
 
 def _kernel_key(config) -> dict:
     """The part of a config that determines the kernels (not where or how the run is logged)."""
-    return {k: v for k, v in _jsonable(config).items() if k not in ("wandb", "progress", "run_dir", "force")}
+    return {k: v for k, v in runs.jsonable(config).items() if k not in ("wandb", "progress", "run_dir", "force")}
 
 
 @functools.lru_cache(maxsize=2)
@@ -340,34 +335,22 @@ def _with(config, **task_overrides):
     return c
 
 
-def seed_keys(config) -> jax.Array:
-    base = jax.random.PRNGKey(config.seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.num_seeds))
-
-
 # -- run directory -------------------------------------------------------------------------------------------
 def default_run_dir(config) -> str:
     return os.path.join("runs", f"qd-{config.algo}-{config.task.name}-seed{config.seed}")
 
 
-def prepare_run_dir(run_dir: str, config, force: bool) -> bool:
-    """`rlland.train.prepare_run_dir` with the QD keys that may change on resume."""
-    return train.prepare_run_dir(run_dir, config, force, resumable=RESUMABLE_CHANGES)
-
-
 def write_results(run_dir: str, history: dict, attrs: dict) -> str:
     path = os.path.join(run_dir, "qd.h5")
-    rl_logging.write_h5(path, history, attrs)
+    sinks.write_h5(path, history, attrs)
     return path
 
 
-def _append(history: dict, metrics: dict, generations: int) -> None:
+def _append_column(history: dict, metrics: dict, generations: int) -> None:
     """Append one column (chunk) to the [S, P] history."""
     for k, v in metrics.items():
-        v = np.asarray(v)[:, None]
-        history[k] = v if k not in history else np.concatenate([history[k], v], axis=1)
-    g = np.array([generations])
-    history["generations"] = g if "generations" not in history else np.concatenate([history["generations"], g])
+        loop.append(history, k, np.asarray(v)[:, None], axis=1)
+    loop.append(history, "generations", np.array([generations]), axis=0)
 
 
 def _place(state: Any, num_seeds: int) -> Any:
@@ -386,35 +369,34 @@ def generations_done(state: QDRunState) -> int:
     return int(g.flat[0]) + 1
 
 
-# -- the host loop -------------------------------------------------------------------------------------------
+# -- the run -------------------------------------------------------------------------------------------------
 def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bool | None = None,
-        max_chunks: int | None = None) -> QDResult:
+        max_chunks: int | None = None, hooks: Sequence[loop.Hook] = ()) -> QDResult:
     """Run ``config.num_seeds`` seeds of ``config.algo`` on ``config.task``; resume if ``run_dir`` holds a run.
 
     ``max_chunks`` stops after that many chunks of this call (as if interrupted; a later call resumes from the
-    last checkpoint). Final robustness and figures are written once the budget is spent.
+    last checkpoint). Final robustness and figures are written once the budget is spent. ``hooks``: extra
+    `rlland.loop.Hook`s called after every chunk (position = generations done, log step = evaluations).
     """
     config = ml_collections.ConfigDict(config.to_dict())
     run_dir = run_dir or config.get("run_dir") or default_run_dir(config)
     force = config.get("force", False) if force is None else force
-    if config.wandb.mode not in ("online", "offline", "disabled"):
-        raise ValueError(f"config.wandb.mode must be online, offline or disabled, got {config.wandb.mode!r}")
+    require_choice("config.wandb.mode", config.wandb.mode, sinks.WANDB_MODES)
     setup = _cached_build(json.dumps(_kernel_key(config), sort_keys=True))
     if setup.buffer_bytes:
         check_fits(setup.buffer_bytes * config.num_seeds, f"{config.num_seeds} PGA replay buffers")
-    resuming = prepare_run_dir(run_dir, config, force)
-    checkpoint.write_json_atomic(os.path.join(run_dir, "config.json"), _jsonable(config))
+    resuming = runs.prepare_run_dir(run_dir, config, force, resumable=RESUMABLE_CHANGES)
+    runs.write_config(run_dir, config)
 
-    keys = seed_keys(config)
     init_fn, chunk_fn, final_fn = kernels(setup)
     ckpts = checkpoint.Checkpoints(run_dir, keep=config.keep_checkpoints)
     total = setup.num_generations
     t0 = time.perf_counter()
-    state, m0 = init_fn(keys)  # cheap (nothing is scored); also the restore target
+    state, m0 = init_fn(runs.seed_keys(config))  # cheap (nothing is scored); also the restore target
     restored = ckpts.restore_latest(state) if resuming else None
     if restored is None:
         history = {}
-        _append(history, jax.tree.map(np.asarray, m0), 0)
+        _append_column(history, jax.tree.map(np.asarray, m0), 0)
     else:
         _, state, history = restored
         state = jax.tree.map(jnp.asarray, state)
@@ -423,43 +405,35 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     init_seconds = time.perf_counter() - t0
 
     g32 = lambda g: np.asarray(g, np.int32)  # noqa: E731
-    t0 = time.perf_counter()
-    if generations_done(state) < total:  # compiled once; a finished run only rewrites its results
-        chunk_fn = chunk_fn.lower(state, g32(0), g32(total - 1)).compile()
-    compile_seconds = time.perf_counter() - t0
-    attrs = {"config": _jsonable(config), "qd_score_convention": "sum over elites of (f - f_min) (dqd-rl)",
-             "f_min": float(config.f_min), "compile_seconds": compile_seconds, "init_seconds": init_seconds}
-    sink = rl_logging.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds,
-                                _jsonable(config), mode=config.wandb.mode, project=config.wandb.project)
+    compile_seconds = 0.0
     done = generations_done(state)
+    if done < total:  # compiled once; a finished run only rewrites its results
+        chunk_fn, compile_seconds = loop.compile_chunk(chunk_fn, state, g32(0), g32(total - 1))
+    config_json = runs.jsonable(config)
+    attrs = {"config": config_json, "qd_score_convention": "sum over elites of (f - f_min) (dqd-rl)",
+             "f_min": float(config.f_min), "compile_seconds": compile_seconds, "init_seconds": init_seconds}
+    sink = sinks.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds, config_json,
+                           mode=config.wandb.mode, project=config.wandb.project)
     evals = int(np.asarray(state.algo.num_evals).flat[0])
-    bar = tqdm(total=int(config.total_evals), initial=evals, unit="eval", unit_scale=True, dynamic_ncols=True,
-               disable=not config.get("progress", True),
-               desc=f"{config.algo}/{config.task.name} x{config.num_seeds}")
-    bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")
     if restored is None:
         sink.log(evals, {k: v[:, 0] for k, v in history.items() if k != "generations"})
-    chunks_done, run_seconds = 0, 0.0
-    try:
-        while done < total and (max_chunks is None or chunks_done < max_chunks):
-            t0 = time.perf_counter()
-            state, metrics = chunk_fn(state, g32(done), g32(total - 1))
-            metrics = jax.tree.map(np.asarray, metrics)
-            run_seconds += time.perf_counter() - t0
-            done, chunks_done = generations_done(state), chunks_done + 1
-            _append(history, metrics, done)
-            new_evals = int(metrics["evaluations"][0])
-            sink.log(new_evals, metrics)
-            bar.update(new_evals - evals)
-            evals = new_evals
-            bar.set_postfix_str(f"qd {metrics['qd_score'].mean():.4g} cov {metrics['coverage'].mean():.3f}")
-            if chunks_done % config.checkpoint_every == 0 or done >= total \
-                    or (max_chunks is not None and chunks_done >= max_chunks):
-                ckpts.save(done, state, history)
-                write_results(run_dir, history, attrs | {"run_seconds": run_seconds})
-    finally:
-        bar.close()
-        sink.finish()
+    def record(e: loop.ChunkEnd):
+        _append_column(history, e.metrics, e.position)
+
+    def save(e: loop.ChunkEnd):
+        if e.chunks % config.checkpoint_every == 0 or e.final or (max_chunks is not None and e.chunks >= max_chunks):
+            ckpts.save(e.position, e.state, history)
+            write_results(run_dir, history, attrs | {"run_seconds": e.seconds})
+
+    bar = loop.progress_bar(int(config.total_evals), evals, "eval", f"{config.algo}/{config.task.name} "
+                            f"x{config.num_seeds}", config.get("progress", True))
+    bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")
+    state, done, run_seconds = loop.run(
+        state, done, total, lambda s, g: chunk_fn(s, g32(g), g32(total - 1)),
+        advance=lambda p, s, m: generations_done(s),
+        log_step=lambda p, m: int(m["evaluations"][0]) if m else evals,
+        hooks=[record, *hooks, save], sinks=[sink], bar=bar, max_chunks=max_chunks,
+        postfix=lambda m: f"qd {m['qd_score'].mean():.4g} cov {m['coverage'].mean():.3f}")
     complete = done >= total
     if complete:
         final = jax.tree.map(np.asarray, final_fn(state))

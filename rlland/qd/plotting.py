@@ -159,7 +159,7 @@ def archive_heatmap(archive, **kwargs):
     """`heatmap` of one seed's `rlland.qd.Archive` (grid or CVT)."""
     if np.ndim(archive.fitnesses) != 1:
         raise ValueError(f"archive_heatmap draws ONE seed's archive; fitnesses have shape "
-                         f"{np.shape(archive.fitnesses)} (use rlland.checkpoint.select_seed)")
+                         f"{np.shape(archive.fitnesses)} (use rlland.runs.select_seed)")
     lo, hi = np.asarray(archive.minval), np.asarray(archive.maxval)
     return heatmap(np.asarray(archive.fitnesses), archive.grid_shape, lo, hi,
                    centroids=None if archive.grid_shape is not None else np.asarray(archive.centroids), **kwargs)
@@ -241,7 +241,7 @@ def load_runs(run_dirs: Sequence[str], labels: Sequence[str] | None = None,
     are re-offset to a common one (``f_min``, default the lowest of the runs) with
     ``qd + num_elites * (f_min_run - f_min)``, as dqd-rl's ``figures.collect`` does (reference C.4).
     """
-    from rlland.logging import read_h5
+    from rlland.sinks import read_h5
 
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} run directories")

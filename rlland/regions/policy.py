@@ -1,7 +1,7 @@
 """Glue between rlland agents / snapshots and the region metrics (Cohan et al. 2022, reference B.1-B.2).
 
 Everything here is written for ONE seed (one policy's ``params``); batches of seeds come from ``jax.vmap`` over
-the seed axis of a snapshot (``checkpoint.load_snapshot(run_dir, step).params``), episodes from a vmap over keys.
+the seed axis of a snapshot (``runs.load_snapshot(run_dir, step).params``), episodes from a vmap over keys.
 
 Which layers: a region is an activation pattern of the actor's hidden ReLU neurons (the policy MLP only, action
 head excluded, as the reference's ``mlp_extractor.policy_net``). :func:`actor_layers` reads them from the actor's

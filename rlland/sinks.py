@@ -1,4 +1,4 @@
-"""Sinks for chunk outputs: ``metrics.h5`` (learning curves with a seed axis) and wandb (one run per seed).
+"""Sinks for chunk outputs and analysis results: ``metrics.h5`` (learning curves with a seed axis) and wandb (one run per seed).
 
 ``metrics.h5`` layout (rewritten atomically from the host-side history after every evaluation)::
 
@@ -85,6 +85,9 @@ def read_layout_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
         f.visititems(lambda n, o: data.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
         attrs = {k: decode(v) for k, v in f.attrs.items()}
     return data, attrs
+
+
+WANDB_MODES = ("online", "offline", "disabled")
 
 
 class WandbSink:

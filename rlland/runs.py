@@ -1,0 +1,183 @@
+"""Run directories: the config on disk, what it builds, seed keys, and loading a run's snapshots.
+
+A training run directory (written by `rlland.train.run`)::
+
+    config.json        the run's config (refused on resume if it differs in keys other than the resumable ones)
+    checkpoints/       orbax: full seed-batched state + host history (`rlland.checkpoint.Checkpoints`)
+    snapshots/<step>/  what the analyses load (`load_snapshot`)
+    metrics.h5  wandb/  figures/
+
+QD run directories (`rlland.qd.driver`) share everything here except `build`. Seed ``i`` of a run uses
+``fold_in(PRNGKey(config.seed), i)``: the same seed whatever ``num_seeds`` is.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rlland import agents, checkpoint, envs, sharding
+
+# keys that may change when a training run directory is resumed (they do not change what is computed)
+RESUMABLE_CHANGES = ("total_steps", "wandb", "progress", "run_dir", "force")
+CONFIG_FILE = "config.json"
+
+
+# -- configs on disk -----------------------------------------------------------------------------------------
+def jsonable(config: Any) -> dict:
+    """A config as plain JSON types (what config.json holds)."""
+    if isinstance(config, dict):
+        config = ml_collections.ConfigDict(config)
+    return json.loads(config.to_json_best_effort())
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_config(run_dir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir!r} is not a run directory (no {CONFIG_FILE})")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def write_config(run_dir: str, config: Any) -> None:
+    write_json_atomic(os.path.join(run_dir, CONFIG_FILE), jsonable(config))
+
+
+def config_differences(old: dict, new: dict, resumable=RESUMABLE_CHANGES) -> list[str]:
+    """Top-level keys (other than ``resumable``) whose values differ between two JSON configs."""
+    return sorted(k for k in set(old) | set(new) if k not in resumable and old.get(k) != new.get(k))
+
+
+def prepare_run_dir(run_dir: str, config: Any, force: bool, resumable=RESUMABLE_CHANGES) -> bool:
+    """Create or check ``run_dir``; True if it holds a run to resume. Refuses a different config (keys other
+    than ``resumable``) unless forced, and never deletes anything."""
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        probe = os.path.join(run_dir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(f"run_dir {run_dir!r} is not writable: {err}") from err
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        old = json.load(f)
+    diff = config_differences(old, jsonable(config), resumable)
+    if diff and not force:
+        raise ValueError(f"run_dir {run_dir!r} holds a run with a different config (differs in {diff}); "
+                         f"use another run_dir, or force=True (--force) to resume it with the new config")
+    return True
+
+
+# -- what a training config builds ---------------------------------------------------------------------------
+def build(config: ml_collections.ConfigDict):
+    """(env, agent) for a training config; raises ValueError on an unknown env / algorithm or invalid values."""
+    env = envs.make(config.env.name, backend=config.env.backend, episode_length=config.env.episode_length,
+                    **dict(config.env.get("kwargs", {})))
+    return env, agents.make(config.algo, env, config.agent)
+
+
+def default_run_dir(config) -> str:
+    return os.path.join("runs", f"{config.algo}-{config.env.name}-seed{config.seed}")
+
+
+def seed_keys(config) -> jax.Array:
+    """``[num_seeds, 2]``: seed ``i``'s key is ``fold_in(PRNGKey(config.seed), i)``."""
+    base = jax.random.PRNGKey(config.seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.num_seeds))
+
+
+def abstract_state(agent, num_seeds: int):
+    """The seed-batched training state's shapes and dtypes (nothing is computed)."""
+    keys = jax.ShapeDtypeStruct((num_seeds, 2), jnp.uint32)
+    return jax.eval_shape(jax.vmap(agent.init), keys)
+
+
+def load_run(run_dir: str):
+    """(config, env, agent) of an existing training run directory."""
+    config = read_config(run_dir)
+    env, agent = build(config)
+    return config, env, agent
+
+
+def select_seed(tree: Any, i: int) -> Any:
+    """Seed ``i`` of a seed-batched pytree (every leaf indexed on its leading axis)."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def select_seeds(tree: Any, seeds, num_seeds: int) -> tuple[Any, list[int]]:
+    """``(tree restricted to seeds, seeds)``; empty ``seeds`` = every seed; ValueError for a seed not in the run."""
+    seeds = list(range(num_seeds)) if not seeds else [int(s) for s in seeds]
+    bad = [s for s in seeds if not 0 <= s < num_seeds]
+    if bad:
+        raise ValueError(f"seeds {bad} are not in the run (it has {num_seeds} seeds)")
+    return jax.tree.map(lambda x: x[np.asarray(seeds)], tree), seeds
+
+
+# -- snapshots -----------------------------------------------------------------------------------------------
+def snapshot_steps(run_dir: str) -> list[int]:
+    return checkpoint.snapshot_steps(run_dir)
+
+
+def load_snapshot(run_dir: str, step: int, agent: Any = None, params_only: bool = False,
+                  config: ml_collections.ConfigDict | None = None) -> Any:
+    """The seed-batched training state as it was at ``step`` (use `select_seed` for one seed).
+
+    ``agent`` / ``config``: the run's, from `load_run`; pass them when loading several snapshots (each call
+    otherwise reads config.json and rebuilds the env, seconds for a Brax task). ``params_only``: return only the
+    seed-batched ``params`` and skip the replay data (which may mean restoring a whole checkpoint's buffer).
+
+    The state has the agent's own type (e.g. ``OffPolicyState``), so the agent's losses and update steps apply.
+    For off-policy agents the replay buffer holds exactly the data present at ``step`` (slots past ``size`` are
+    zero, as they were): from the snapshot if it stored it, else from the latest checkpoint (whose first ``size``
+    slots are that data, see `rlland.checkpoint`); a ValueError says so if that checkpoint cannot give the exact
+    view (older than the snapshot, or its buffer has wrapped).
+    """
+    steps = snapshot_steps(run_dir)
+    if step not in steps:
+        raise ValueError(f"no snapshot at step {step} in {run_dir}; available: {steps}")
+    config = read_config(run_dir) if config is None else config
+    agent = build(config)[1] if agent is None else agent
+    abstract = sharding.with_sharding(abstract_state(agent, config.num_seeds), config.num_seeds)
+    sd, has_data = checkpoint.restore_snapshot(run_dir, step, abstract)
+    if params_only:
+        return checkpoint.from_dict(abstract.params, sd["params"])
+    if "buffer" in sd and not has_data:
+        sd["buffer"] = dict(sd["buffer"]) | {"data": _buffer_data_at(run_dir, step, abstract, sd["buffer"]["size"])}
+    return checkpoint.from_dict(abstract, sd)
+
+
+def _buffer_data_at(run_dir: str, step: int, abstract: Any, size) -> dict:
+    """The replay data a snapshot at ``step`` saw, from the latest checkpoint (slots past ``size`` zeroed)."""
+    latest = checkpoint.Checkpoints(run_dir, read_only=True).restore_latest(abstract)
+    if latest is None:
+        raise ValueError(f"snapshot {step} needs the replay data of a checkpoint, and {run_dir} has none")
+    ckpt_step, ckpt_state, _ = latest
+    capacity = ckpt_state.buffer.capacity
+    written = int(np.max(np.asarray(getattr(ckpt_state, "env_steps", ckpt_state.buffer.size))))
+    if ckpt_step < step or written > capacity:
+        why = (f"the latest checkpoint (step {ckpt_step}) is older than the snapshot" if ckpt_step < step else
+               f"its buffer has wrapped ({written} transitions written, capacity {capacity}) and overwritten "
+               f"the data the snapshot saw")
+        raise ValueError(f"snapshot {step} of {run_dir} stores no replay data and cannot be viewed exactly: {why}")
+    size = np.asarray(size)  # [seeds]
+
+    def as_then(d):  # slots past the snapshot's size were still empty (zero) at that step
+        keep = (np.arange(capacity)[None, :] < size[:, None]).reshape(size.shape + (capacity,) + (1,) * (d.ndim - 2))
+        return jnp.where(keep, d, jnp.zeros_like(d))
+
+    return jax.tree.map(as_then, checkpoint.to_dict(ckpt_state.buffer)["data"])

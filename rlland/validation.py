@@ -31,4 +31,4 @@ def require_choice(name: str, value: Any, valid: Iterable[Any]) -> None:
     """ValueError listing the valid values when ``value`` is not one of them."""
     valid = tuple(valid)
     if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(str, valid))}")
+        raise ValueError(f"{name} must be one of {', '.join(map(str, valid))}; got {value!r}")

@@ -150,11 +150,11 @@ def pga_config(config) -> tuple[PGAConfig, PGAParams]:
 
 
 def _check(config) -> None:
-    require_choice("QD algorithm", config.algo, ALGOS)
+    require_choice("config.algo", config.algo, ALGOS)
     require_positive(config, ("num_seeds", "batch_size", "total_evals", "generations_per_chunk",
                               "checkpoint_every", "keep_checkpoints"))
     if config.algo == "map_elites":
-        require_choice("emitter", config.emitter.name, EMITTERS)
+        require_choice("config.emitter.name", config.emitter.name, EMITTERS)
     if int(config.robustness.num_episodes) < 0:
         raise ValueError(f"config.robustness.num_episodes must be >= 0, got {config.robustness.num_episodes}")
 

@@ -27,6 +27,7 @@ def base(algo: str, env: str) -> ml_collections.ConfigDict:
     c.run_dir = ""
     c.force = False
     c.progress = True
+    c.on_divergence = "continue"  # a seed with non-finite params or losses is flagged; "stop" ends the run
     c.wandb = ml_collections.ConfigDict(dict(mode="offline", project="rlland"))
     return c
 

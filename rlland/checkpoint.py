@@ -18,6 +18,7 @@ data gets overwritten, so the snapshot stores the buffer itself to keep its view
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import warnings
@@ -56,9 +57,26 @@ class Checkpoints:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state: Any, host: dict[str, np.ndarray]) -> None:
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_dict(state)),
-                                                        host=ocp.args.StandardSave(_encode(host))))
-        self.manager.wait_until_finished()
+        """Write checkpoint ``step``. A full disk raises a one-line OSError and leaves no partial step behind
+        (so a retry can write it)."""
+        try:
+            self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_dict(state)),
+                                                            host=ocp.args.StandardSave(_encode(host))))
+            self.manager.wait_until_finished()
+        except Exception as err:
+            if not _no_space(err):
+                raise
+            self._remove_partial(step)
+            raise OSError(f"cannot write checkpoint {step} to {self.directory}: no space left on device") from None
+
+    def _remove_partial(self, step: int) -> None:
+        """Orbax's temporary directory of an unfinished ``step`` (never a finished checkpoint)."""
+        if not os.path.isdir(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            if name.startswith(f"{step}.orbax-checkpoint-tmp"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        self.manager.reload()
 
     def restore_latest(self, abstract_state: Any, set_aside: bool = False) -> tuple[int, Any, dict] | None:
         """(step, state, host) from the newest checkpoint that restores; None when there is none.
@@ -105,6 +123,17 @@ class Checkpoints:
         shutil.move(src, dst)
         warnings.warn(f"moved the checkpoint that failed to restore to {dst}")
         self.manager.reload()
+
+def _no_space(err: BaseException) -> bool:
+    """Whether ``err`` (or anything in its cause chain) is ENOSPC, however orbax wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
 
 def snapshot_dict(state: Any, keep_buffer_data: bool) -> dict:
     """What a snapshot stores of a (seed-batched) training state."""

@@ -5,6 +5,9 @@ rollout runs ``env.episode_length`` steps with a fixed-size scan and counts rewa
 episode (the terminal step's reward included), as the study's SingleEpisodeEvalWrapper (reference A.4). Start
 states come from the key (fresh random starts) unless the env was made with ``fixed_start=True``.
 
+A policy whose parameters are not finite (a diverged seed) is never scored: `evaluate` returns NaN for it
+(a NaN state never terminates, so it would otherwise collect the full episode's reward).
+
 Discounting: ``discounted = sum_t gamma^t r_t``. The study's wrapper multiplied the discount before use, weighting
 the first reward by gamma (QUIRK); we use the textbook definition, which differs from it by a factor gamma.
 """
@@ -15,6 +18,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rlland.divergence import finite
 from rlland.envs import Env
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
@@ -55,5 +59,8 @@ def episodes(env: Env, policy: Policy, key: jax.Array, num_episodes: int, gamma:
 
 def evaluate(agent, params, key: jax.Array, num_episodes: int = 10, deterministic: bool = True,
              env: Env | None = None, gamma: float = 0.99) -> EpisodeResult:
-    """Episode returns of ``agent`` with ``params`` on ``env`` (default: the agent's own env)."""
-    return episodes(env or agent.env, agent_policy(agent, params, deterministic), key, num_episodes, gamma)
+    """Episode returns of ``agent`` with ``params`` on ``env`` (default: the agent's own env); NaN (every field)
+    when ``params`` holds a non-finite value."""
+    result = episodes(env or agent.env, agent_policy(agent, params, deterministic), key, num_episodes, gamma)
+    ok = finite(params)
+    return jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan), result)

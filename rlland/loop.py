@@ -25,6 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 
+class StopRun(Exception):
+    """Raised by a hook to end the run after this chunk (the loop returns normally; the message is printed)."""
+
+
 class ChunkEnd(NamedTuple):
     """What a hook sees after a chunk: progress in the driver's units (env steps, generations), the step the
     sinks log at (env steps, evaluations), the seed-batched state, the chunk's metrics (numpy, seed axis first),
@@ -69,7 +73,8 @@ def run(state: Any, position: int, total: int, chunk: Callable[[Any, int], tuple
 
     ``chunk(state, position) -> (state, metrics)``; ``advance(position, state, metrics)`` is the position after
     it; ``log_step(position, metrics)`` the step the sinks log at. The bar (if any) advances by ``log_step``.
-    Sinks are finished and the bar closed however the loop ends.
+    A hook that raises `StopRun` ends the run after this chunk (the remaining hooks still run). Sinks are finished
+    and the bar closed however the loop ends.
     """
     chunks, seconds = 0, 0.0
     last_logged = log_step(position, {}) if bar is not None else 0
@@ -82,9 +87,12 @@ def run(state: Any, position: int, total: int, chunk: Callable[[Any, int], tuple
             position, chunks = advance(position, state, metrics), chunks + 1
             step = log_step(position, metrics)
             event = ChunkEnd(position, step, state, metrics, chunks, seconds, position >= total)
-            log = dict(metrics)
+            log, stop = dict(metrics), None
             for hook in hooks:
-                extra = hook(event)
+                try:
+                    extra = hook(event)
+                except StopRun as err:
+                    stop, extra = err, None
                 if extra:
                     log.update(extra)
             for sink in sinks:
@@ -95,6 +103,9 @@ def run(state: Any, position: int, total: int, chunk: Callable[[Any, int], tuple
                 text = postfix(log) if postfix is not None else None
                 if text:
                     bar.set_postfix_str(text)
+            if stop is not None:
+                (bar.write if bar is not None else print)(str(stop))
+                break
     finally:
         if bar is not None:
             bar.close()

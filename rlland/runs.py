@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -24,7 +26,7 @@ import numpy as np
 from rlland import agents, checkpoint, envs, sharding
 
 # keys that may change when a training run directory is resumed (they do not change what is computed)
-RESUMABLE_CHANGES = ("total_steps", "wandb", "progress", "run_dir", "force")
+RESUMABLE_CHANGES = ("total_steps", "wandb", "progress", "run_dir", "force", "on_divergence")
 CONFIG_FILE = "config.json"
 
 
@@ -55,9 +57,26 @@ def write_config(run_dir: str, config: Any) -> None:
     write_json_atomic(os.path.join(run_dir, CONFIG_FILE), jsonable(config))
 
 
-def config_differences(old: dict, new: dict, resumable=RESUMABLE_CHANGES) -> list[str]:
-    """Top-level keys (other than ``resumable``) whose values differ between two JSON configs."""
-    return sorted(k for k in set(old) | set(new) if k not in resumable and old.get(k) != new.get(k))
+def config_differences(old: dict, new: dict, resumable=RESUMABLE_CHANGES) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every leaf that differs between two JSON configs, top-level
+    keys in ``resumable`` excepted (missing values are None)."""
+    out = []
+
+    def walk(a, b, prefix):
+        for k in sorted(set(a) | set(b)):
+            va, vb = a.get(k), b.get(k)
+            if isinstance(va, dict) and isinstance(vb, dict):
+                walk(va, vb, f"{prefix}{k}.")
+            elif va != vb:
+                out.append((f"{prefix}{k}", va, vb))
+
+    walk({k: v for k, v in old.items() if k not in resumable}, {k: v for k, v in new.items() if k not in resumable}, "")
+    return out
+
+
+def describe_differences(diff: list[tuple[str, Any, Any]]) -> str:
+    """e.g. "agent.learning_rate: 0.0003 -> 0.001; num_seeds: 2 -> 4"."""
+    return "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff)
 
 
 def prepare_run_dir(run_dir: str, config: Any, force: bool, resumable=RESUMABLE_CHANGES) -> bool:
@@ -78,9 +97,36 @@ def prepare_run_dir(run_dir: str, config: Any, force: bool, resumable=RESUMABLE_
         old = json.load(f)
     diff = config_differences(old, jsonable(config), resumable)
     if diff and not force:
-        raise ValueError(f"run_dir {run_dir!r} holds a run with a different config (differs in {diff}); "
-                         f"use another run_dir, or force=True (--force) to resume it with the new config")
+        top = sorted({k.split(".")[0] for k, _, _ in diff})
+        raise ValueError(f"run_dir {run_dir!r} holds a run with a different config (differs in {top}): "
+                         f"{describe_differences(diff)}; use another run_dir, or force=True (--force) to resume "
+                         f"it with the new config")
     return True
+
+
+def archive_config(run_dir: str) -> str | None:
+    """Keep the current config.json as ``config.<UTC timestamp>.json`` (before a forced change); returns its path."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dst, n = os.path.join(run_dir, f"config.{stamp}.json"), 1
+    while os.path.exists(dst):
+        dst, n = os.path.join(run_dir, f"config.{stamp}.{n}.json"), n + 1
+    shutil.copy2(path, dst)
+    return dst
+
+
+def check_restorable(old_abstract: Any, new_abstract: Any, diff: list) -> None:
+    """ValueError (naming the changed keys) when a forced config change alters the training state's shapes, so
+    the run's checkpoints could not be restored with it."""
+    def shapes(tree):
+        return jax.tree.structure(tree), [(x.shape, x.dtype) for x in jax.tree.leaves(tree)]
+
+    if shapes(old_abstract) != shapes(new_abstract):
+        raise ValueError(f"--force cannot resume this run with the new config: it changes the shapes of the "
+                         f"training state, so the checkpoints would not restore ({describe_differences(diff)}); "
+                         f"nothing was changed; use another run_dir")
 
 
 # -- what a training config builds ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlland import checkpoint, evaluate, loop, plotting, runs, sharding, sinks
+from rlland import checkpoint, divergence, evaluate, loop, plotting, runs, sharding, sinks
 from rlland.buffers import check_fits
 from rlland.seed_axis import SEED_AXIS
 from rlland.validation import require_choice, require_positive
@@ -35,6 +35,7 @@ class RunResult:
     train_steps: np.ndarray  # [C]
     train_metrics: dict[str, np.ndarray]  # name -> [S, C]
     compile_seconds: float
+    diverged_at: np.ndarray  # [S] env steps after which the seed was first non-finite, -1 if it never was
 
     @property
     def eval_return_mean(self) -> np.ndarray:
@@ -58,6 +59,7 @@ def validate(config: ml_collections.ConfigDict):
     require_positive(config, ("num_seeds", "total_steps", "eval_interval", "eval_episodes", "checkpoint_interval",
                               "keep_checkpoints"))
     require_choice("config.wandb.mode", config.wandb.mode, sinks.WANDB_MODES)
+    require_choice("config.on_divergence", config.get("on_divergence", "continue"), divergence.ON_DIVERGENCE)
     env, agent = runs.build(config)
     per_iter = steps_per_iteration(agent)
     chunk = chunk_steps(config, agent)
@@ -89,7 +91,8 @@ def _reduce(metrics: dict) -> dict:
 def make_chunk(agent, iterations: int):
     def chunk(state):
         state, metrics = jax.lax.scan(lambda s, _: agent.step(s), state, None, iterations)
-        return state, _reduce(metrics)
+        # a diverged seed: non-finite parameters now, or a non-finite loss at any iteration of the chunk
+        return state, _reduce(metrics) | {"finite": divergence.seed_is_finite(state.params, metrics)}
 
     # the named seed axis lets gates shared by all seeds (e.g. "log every k updates") stay real branches
     return jax.jit(jax.vmap(chunk, axis_name=SEED_AXIS), donate_argnums=0)
@@ -115,6 +118,26 @@ def buffer_wraps(config, agent) -> bool:
 
 
 
+def _broadcast(hparams: dict, num_seeds: int) -> dict:
+    return {k: jnp.broadcast_to(v, (num_seeds,)) for k, v in hparams.items()}
+
+
+def _forced_change(run_dir: str, config, agent) -> dict[str, tuple[float, float]]:
+    """Checks a resumed run's config change before anything is written: refuses one that alters the state's
+    shapes (the checkpoints would not restore), keeps the previous config.json as config.<timestamp>.json, and
+    returns the traced hyperparameters that changed, ``{name: (old, new)}`` (applied to the restored state)."""
+    old_config = runs.read_config(run_dir)
+    diff = runs.config_differences(runs.jsonable(old_config), runs.jsonable(config))
+    if not diff:
+        return {}
+    old_agent = runs.build(old_config)[1]
+    runs.check_restorable(runs.abstract_state(old_agent, old_config.num_seeds),
+                          runs.abstract_state(agent, config.num_seeds), diff)
+    runs.archive_config(run_dir)
+    old_hp, new_hp = old_agent.hparams(), agent.hparams()
+    return {k: (float(old_hp[k]), float(v)) for k, v in new_hp.items() if float(old_hp.get(k, np.nan)) != float(v)}
+
+
 # -- the run -------------------------------------------------------------------------------------------------
 def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bool | None = None,
         hooks: Sequence[loop.Hook] = ()) -> RunResult:
@@ -128,6 +151,7 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     force = config.get("force", False) if force is None else force
     env, agent, chunk_env_steps = validate(config)
     resuming = runs.prepare_run_dir(run_dir, config, force)
+    changed_hparams = _forced_change(run_dir, config, agent) if resuming else {}
     runs.write_config(run_dir, config)
 
     iterations = chunk_env_steps // steps_per_iteration(agent)
@@ -138,12 +162,21 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     if restored is None:
         step, history = 0, {}
         state = jax.jit(jax.vmap(agent.init))(runs.seed_keys(config))
+        if resuming:
+            print(f"{run_dir} has no finished checkpoint (the first one was interrupted); starting from env step 0")
     else:
         step, state, history = restored
         print(f"resuming {run_dir} from env step {step}")
+        if changed_hparams:
+            state = state.replace(hparams=_broadcast(agent.hparams(), config.num_seeds))
+            print("applying the changed hyperparameters to the restored state: "
+                  + ", ".join(f"{k} {a:g} -> {b:g}" for k, (a, b) in changed_hparams.items()))
     state = sharding.shard_seeds(state, config.num_seeds)
 
-    compiled, compile_seconds = loop.compile_chunk(chunk_fn, state)
+    if step >= config.total_steps:  # a finished run: nothing to compile or run
+        compiled, compile_seconds = None, 0.0
+    else:
+        compiled, compile_seconds = loop.compile_chunk(chunk_fn, state)
     config_json = runs.jsonable(config)
     attrs = {"config": config_json, "compile_seconds": compile_seconds}
     metrics_path = os.path.join(run_dir, "metrics.h5")
@@ -151,10 +184,16 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     if step == 0 and 0 in snapshot_at:
         checkpoint.save_snapshot(run_dir, 0, state, wraps)
 
+    tracker = divergence.Tracker(config.num_seeds, history.get("diverged_at"))
+
     def record(e: loop.ChunkEnd):
         loop.append(history, "train/steps", np.array([e.position]), axis=0)
         for k, v in e.metrics.items():
             loop.append(history, f"train/{k}", v[:, None], axis=1)
+        for s in tracker.update(e.position, e.metrics["finite"]):
+            bar.write(f"seed {s} diverged: non-finite parameters or losses by env step {e.position}; its "
+                      f"evaluations are NaN from here on")
+        history["diverged_at"] = tracker.diverged_at
         return {f"train/{k}": v for k, v in e.metrics.items()}
 
     def evaluation(e: loop.ChunkEnd):
@@ -175,8 +214,17 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
         if loop.every(config.checkpoint_interval, e.position, e.final):
             ckpts.save(e.position, e.state, history)
 
+    def stop_on_divergence(e: loop.ChunkEnd):
+        if tracker.diverged and config.get("on_divergence", "continue") == "stop":
+            raise loop.StopRun(f"stopping ({tracker.describe()}; config.on_divergence='stop')")
+
     def postfix(log):
-        return f"eval return {np.mean(log['eval/return_mean']):.1f}" if "eval/return_mean" in log else ""
+        if "eval/return_mean" not in log:
+            return ""
+        returns = log["eval/return_mean"]
+        healthy = returns[np.isfinite(returns)]
+        text = f"eval return {healthy.mean():.1f}" if healthy.size else "eval return n/a"
+        return text + (f" ({len(tracker.diverged)} diverged)" if tracker.diverged else "")
 
     sink = sinks.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds, config_json,
                            mode=config.wandb.mode, project=config.wandb.project)
@@ -185,14 +233,16 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")
     state, step, _ = loop.run(
         state, step, config.total_steps, lambda s, _: compiled(s), advance=lambda p, s, m: p + chunk_env_steps,
-        hooks=[record, evaluation, *hooks, snapshot, save_checkpoint], sinks=[sink], bar=bar, postfix=postfix)
+        hooks=[record, evaluation, *hooks, snapshot, save_checkpoint, stop_on_divergence], sinks=[sink], bar=bar,
+        postfix=postfix)
     sinks.write_h5(metrics_path, history, attrs)
     if "eval/steps" in history:
         fig = plotting.learning_curves(history["eval/steps"], history["eval/return_mean"],
-                                       title=f"{config.algo} on {config.env.name}")
+                                       title=f"{config.algo} on {config.env.name}", diverged_at=tracker.diverged_at)
         plotting.save(fig, os.path.join(run_dir, "figures", "learning_curve.png"))
     return RunResult(run_dir=run_dir, state=state, eval_steps=history.get("eval/steps", np.zeros(0)),
                      eval_returns=history.get("eval/returns", np.zeros((config.num_seeds, 0, 0))),
                      train_steps=history["train/steps"],
                      train_metrics={k[6:]: v for k, v in history.items() if k.startswith("train/") and
-                                    k != "train/steps"}, compile_seconds=compile_seconds)
+                                    k != "train/steps"}, compile_seconds=compile_seconds,
+                     diverged_at=tracker.diverged_at)

@@ -492,7 +492,7 @@ SHARDED = textwrap.dedent("""
     jax.config.update("jax_compilation_cache_dir", os.environ["RLLAND_JAX_CACHE"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    from rlland import train
+    from rlland import runs, train
     config = runs.read_config(sys.argv[1])
     result = train.run(config, run_dir=sys.argv[2])
     leaf = jax.tree.leaves(result.state.params)[0]

@@ -4,7 +4,12 @@ from __future__ import annotations
 import inspect
 
 import jax
-from brax import envs as brax_envs
+
+from rlland import quiet
+
+with quiet.imports():  # mujoco.mjx prints "Failed to import warp" without the GPU-only warp package
+    from brax import envs as brax_envs
+quiet.filter_warnings()
 
 BACKENDS = ("spring", "positional", "generalized", "mjx")
 

@@ -67,9 +67,10 @@ def available_bytes() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_fits(nbytes: int, what: str, fraction: float = 0.8) -> None:
+def check_fits(nbytes: int, what: str, fraction: float = 0.8,
+               hint: str = "reduce num_seeds or the buffer capacity") -> None:
     """Raise before allocating ``nbytes`` when it exceeds ``fraction`` of the free memory."""
     free = available_bytes()
     if nbytes > fraction * free:
         raise ValueError(f"{what} needs {nbytes / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is free "
-                         f"(limit {fraction:.0%}); reduce num_seeds or the buffer capacity")
+                         f"(limit {fraction:.0%}); {hint}")

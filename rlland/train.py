@@ -71,8 +71,12 @@ def validate(config: ml_collections.ConfigDict):
     if config.total_steps % chunk:
         raise ValueError(f"total_steps ({config.total_steps}) must be a multiple of the chunk ({chunk} env steps, "
                          f"the gcd of the eval, checkpoint and snapshot steps)")
+    n = config.num_seeds
     if agent.is_off_policy:
-        check_fits(agent.buffer_bytes(config.num_seeds), f"{config.num_seeds} replay buffers")
+        check_fits(agent.buffer_bytes(n), f"{n} replay buffers")
+    else:
+        check_fits(agent.rollout_bytes(n), f"{n} seeds' PPO rollouts ({agent.config.num_envs} envs x "
+                   f"{agent.config.unroll_length} steps)", hint="reduce num_seeds, num_envs or unroll_length")
     return env, agent, chunk
 
 

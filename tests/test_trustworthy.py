@@ -138,3 +138,12 @@ def test_a_full_disk_is_one_line_and_a_retry_resumes(finished_run, tmp_path, mon
     monkeypatch.undo()
     result = train.run(tiny_td3(total_steps=128), run_dir=str(run_dir))
     assert result.train_steps[-1] == 128
+
+
+def test_ppo_memory_is_checked_before_anything_is_written(tmp_path):
+    from test_train import tiny_ppo
+
+    config = tiny_ppo(num_seeds=10**9)
+    with pytest.raises(ValueError, match=r"PPO rollouts \(4 envs x 8 steps\) needs .* GiB.*reduce num_seeds"):
+        train.run(config, run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

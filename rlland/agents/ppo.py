@@ -182,6 +182,14 @@ class PPO(Agent):
     def tx(self, hp):
         return adam(hp, eps=self.config.adam_eps, max_grad_norm=hp["max_grad_norm"])
 
+    def rollout_bytes(self, num_seeds: int = 1) -> int:
+        """Memory of one iteration's data for ``num_seeds`` seeds: the rollout (obs, final obs, action and six
+        scalars per step), its batch and the shuffled minibatch copy (x3), float32. Grows as seeds x num_envs x
+        unroll_length; the driver checks it before allocating anything."""
+        c = self.config
+        per_step = 2 * self.env.observation_size + self.env.action_size + 6
+        return 3 * 4 * int(num_seeds) * int(c.num_envs) * int(c.unroll_length) * per_step
+
     def init_networks(self, k_actor, k_critic) -> dict:
         """Freshly initialised ``{"actor", "critic", "obs_norm"}`` params (what ``init`` uses; the plasticity
         probe's random twin)."""

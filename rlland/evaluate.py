@@ -2,7 +2,8 @@
 
 A policy is any ``policy(obs, key) -> action``; ``agent_policy`` builds one from an agent and its params. The
 rollout runs ``env.episode_length`` steps with a fixed-size scan and counts rewards until the first end of the
-episode (the terminal step's reward included), as the study's SingleEpisodeEvalWrapper (reference A.4). Start
+episode (the terminal step's reward included), as the study's SingleEpisodeEvalWrapper (reference A.4); the env
+does not reset after the end (``autoreset=False``: nothing after it is counted, so no reset is paid for). Start
 states come from the key (fresh random starts) unless the env was made with ``fixed_start=True``.
 
 A policy whose parameters are not finite (a diverged seed) is never scored: `evaluate` returns NaN for it
@@ -41,8 +42,9 @@ def episode(env: Env, policy: Policy, key: jax.Array, gamma: float = 0.99) -> Ep
     def one(carry, k):
         state, alive, ret, disc, discount, length = carry
         k_act, k_env = jax.random.split(k)
-        state, out = env.step(state, policy(state.obs, k_act), k_env)
-        ret, disc = ret + alive * out.reward, disc + alive * discount * out.reward
+        state, out = env.step(state, policy(state.obs, k_act), k_env, autoreset=False)
+        reward = jnp.where(alive > 0, out.reward, 0.0)  # past the end the state may be anything (even NaN)
+        ret, disc = ret + reward, disc + jnp.where(alive > 0, discount * out.reward, 0.0)
         length = length + alive
         alive = alive * (1.0 - (out.terminated | out.truncated))
         return (state, alive, ret, disc, discount * gamma, length), None

@@ -22,7 +22,12 @@ from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+
+try:  # notebook bars need ipywidgets; without it tqdm.auto warns on every bar, so use the plain one
+    import ipywidgets  # noqa: F401
+    from tqdm.auto import tqdm
+except ImportError:
+    from tqdm.std import tqdm
 
 
 class StopRun(Exception):
@@ -60,6 +65,8 @@ def compile_chunk(fn: Callable, *example_args) -> tuple[Callable, float]:
 
 
 def progress_bar(total: int, initial: int, unit: str, desc: str, enabled: bool = True) -> tqdm:
+    """The one progress-bar style of rlland (drivers and analyses): a notebook widget where ipywidgets is
+    installed, else a console bar."""
     return tqdm(total=total, initial=initial, unit=unit, unit_scale=True, dynamic_ncols=True, disable=not enabled,
                 desc=desc)
 

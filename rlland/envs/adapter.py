@@ -72,8 +72,13 @@ class Env:
         return EnvState(inner=inner, obs=obs, time=jnp.zeros((), jnp.int32),
                         episode_return=jnp.zeros((), jnp.float32))
 
-    def step(self, state: EnvState, action: jax.Array, key: jax.Array) -> tuple[EnvState, Step]:
-        """Advance one step; actions are clipped to [-1, 1]. ``key`` seeds the reset if the episode ends."""
+    def step(self, state: EnvState, action: jax.Array, key: jax.Array, autoreset: bool = True
+             ) -> tuple[EnvState, Step]:
+        """Advance one step; actions are clipped to [-1, 1]. ``key`` seeds the reset if the episode ends.
+
+        ``autoreset=False`` (static) skips the reset: the state goes on from the end of the episode, which is
+        what a single-episode evaluation wants (it ignores everything after the end and should not pay for a
+        reset at every step)."""
         action = jnp.asarray(action)
         if action.shape != (self.action_size,):
             raise ValueError(f"{self.name}: expected an action of shape ({self.action_size},) for one env "
@@ -85,8 +90,8 @@ class Env:
         truncated = (time >= self.episode_length) & ~terminated
         done = terminated | truncated
         episode_return = state.episode_return + reward
-        fresh = self.reset(key)
-        next_state = jax.tree.map(lambda r, c: jnp.where(done, r, c), fresh,
-                                  EnvState(inner=inner, obs=obs, time=time, episode_return=episode_return))
+        next_state = EnvState(inner=inner, obs=obs, time=time, episode_return=episode_return)
+        if autoreset:
+            next_state = jax.tree.map(lambda r, c: jnp.where(done, r, c), self.reset(key), next_state)
         return next_state, Step(obs=next_state.obs, reward=reward, terminated=terminated, truncated=truncated,
                                 final_obs=obs, episode_return=jnp.where(done, episode_return, 0.0))

@@ -1,9 +1,10 @@
 """Linear-regions analysis settings: ``--config=configs/regions.py`` (the study's settings, reference B.2) or
 ``--config=configs/regions.py:quick`` (short trajectories, few lines and a coarse plane: a CPU look in minutes).
 
-Used by ``experiments/regions.py --run_dir=<training run>``; see that module for the h5 layout. The run must have a
-ReLU actor (PPO's default is tanh: train with ``--config=configs/train.py:ppo_relu/<env>``, ReLU and observation
-normalisation as Cohan et al.'s SB3 PPO, or ``--config.agent.activation=relu``).
+Used by ``experiments/regions.py --run_dir=<training run>`` (:func:`rlland.regions.analysis.analyse_run`; that module
+documents what is computed and the h5 layout). Every key is read by the analysis, which has no defaults of its own.
+The run must have a ReLU actor (PPO's default is tanh: train with ``--config=configs/train.py:ppo_relu/<env>``, ReLU
+and observation normalisation as Cohan et al.'s SB3 PPO, or ``--config.agent.activation=relu``).
 Override anything on the command line, e.g. ``--config.num_lines=200 --config.steps="(50000, 950000)"``.
 """
 import ml_collections

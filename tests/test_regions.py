@@ -266,6 +266,23 @@ def test_duplicate_breakpoints_are_counted_once():
     assert int(regions.count_on_line([eye, dup], np.array([1.0, 1.0]), np.array([1.0, 1.0]), max_pieces=8).count) == 1
 
 
+def test_zero_bias_neurons_flip_with_the_layer_below():
+    """A zero-bias layer-2 neuron fed by a single active layer-1 neuron flips exactly where that neuron does
+    (z = w relu(z_1)); in floats its crossing lands an ulp either side of the layer-1 breakpoint, which a strict
+    ``lo < t* < hi`` turned into a spurious sliver region in a few percent of such nets (at either XLA
+    optimisation level). Every count must equal the dense-sampling count."""
+    rng = np.random.default_rng(0)
+    n = 300
+    w1, b1 = rng.normal(size=(n, 2, 2)).astype(np.float32), rng.normal(size=(n, 2)).astype(np.float32)
+    w2, b2 = rng.normal(size=(n, 2, 3)).astype(np.float32), np.zeros((n, 3), np.float32)
+    p0, p1 = (2 * rng.normal(size=(n, 2))).astype(np.float32), (2 * rng.normal(size=(n, 2))).astype(np.float32)
+    counts = jax.vmap(lambda a, b, c, d, x, y: regions.count_on_segment([(a, b), (c, d)], x, y, max_pieces=16).count)(
+        w1, b1, w2, b2, p0, p1)
+    ts = np.linspace(0.0, 1.0, 20_001)[1:-1]
+    brute = [_brute_count([(w1[i], b1[i]), (w2[i], b2[i])], p0[i], p1[i], ts)[0] for i in range(n)]
+    np.testing.assert_array_equal(np.asarray(counts), brute)
+
+
 def test_mismatched_shapes_raise():
     rng = np.random.default_rng(0)
     layers = _net(rng, 3, (4, 5))

@@ -1,9 +1,9 @@
-"""Linear regions of agents and training runs (rlland.regions.policy, experiments/regions.py).
+"""Linear regions of agents and training runs (rlland.regions.policy, rlland.regions.analysis).
 
 Unit tests use a toy 2-D core (no Brax): ``actor_layers`` must reproduce each actor type's hidden features (with and
 without observation normalisation, folded or not), ``collect_trajectory`` must mask after the episode ends, and the
 plane / state-plane figures must be written. A module fixture trains a tiny ReLU PPO run with ``train.run``
-(inverted_pendulum on spring, 50-step episodes, 8-8 nets, 2 seeds, 2 snapshots) and runs the experiment on it with
+(inverted_pendulum on spring, 50-step episodes, 8-8 nets, 2 seeds, 2 snapshots) and runs the analysis on it with
 its default buffers; every stored count is compared with a direct ``regions.trajectory_metrics`` call with a buffer
 that cannot overflow (the buffer-doubling retry is tested on its own with a fake analysis).
 """
@@ -20,6 +20,7 @@ import pytest
 from rlland import agents, regions, train, runs
 from rlland.envs import Env
 from rlland.normalization import RunningStats
+from rlland.regions import analysis
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _CPU_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -34,7 +35,6 @@ def load_module(name, rel):
     return module
 
 
-regions_exp = load_module("experiments_regions", "experiments/regions.py")
 regions_config = load_module("configs_regions", "configs/regions.py")
 train_config = load_module("configs_train", "configs/train.py")
 
@@ -183,19 +183,19 @@ def test_line_counts_draw_only_valid_states(toy_trajectories):
 
 
 def test_exact_counts_doubles_overflowing_buffers():
-    """The experiment's retry: a buffer that overflows is doubled (capped at the bound) until nothing does."""
+    """The analysis's retry: a buffer that overflows is doubled (capped at the bound) until nothing does."""
     calls = []
 
     def compute(mp, lp):  # a fake analysis whose segments need 20 pieces and lines 50
         calls.append((mp, lp))
         m = regions.TrajectoryMetrics(*([np.zeros(2)] * 10), overflow=np.array([False, mp < 20]))
         line = regions.LineCounts(np.ones(3), np.array([lp < 50, False, False]), None, None)
-        return {k: {"metrics": m} for k in regions_exp.KINDS} | {"lines": {"origin": line, "mean": line}}
+        return {k: {"metrics": m} for k in analysis.KINDS} | {"lines": {"origin": line, "mean": line}}
 
-    out, mp, lp = regions_exp.exact_counts(compute, 8, 16, 81, log=lambda msg: None)
+    out, mp, lp = analysis.exact_counts(compute, 8, 16, 81, log=lambda msg: None)
     assert calls == [(8, 16), (16, 32), (32, 64)] and (mp, lp) == (32, 64)
     calls.clear()
-    _, mp, lp = regions_exp.exact_counts(compute, 8, 16, 12, log=lambda msg: None)  # the bound cannot overflow
+    _, mp, lp = analysis.exact_counts(compute, 8, 16, 12, log=lambda msg: None)  # the bound cannot overflow
     assert calls == [(8, 12), (12, 12)] and (mp, lp) == (12, 12)
 
 
@@ -206,18 +206,18 @@ def test_plane_and_state_plane_figures(toy_trajectories, tmp_path):
     plane_c = regions_config.quick().plane
     plane_c.resolution = 24
     plane_c.gridlines = False  # (exact grid-line counting is tested in test_regions.py)
-    data, attrs, part = regions_exp.plane_analysis(agent, p, t.states[0], t.mask[0], plane_c, seed=0, step=7)
+    data, attrs, part = analysis.plane_analysis(agent, p, t.states[0], t.mask[0], plane_c, seed=0, step=7)
     assert data["plane/region_ids"].shape == (24, 24) and int(data["plane/num_regions"]) >= 1
     e_t = np.asarray(attrs["plane.anchor_indices"])
     assert np.all(t.mask[0][e_t[:, 0], e_t[:, 1]])
-    paths = regions_exp.plane_figures(agent, p, part, t.states[0], t.mask[0], str(tmp_path), plane_c, seed=0,
-                                      step=7)
+    paths = analysis.plane_figures(agent, p, part, t.states[0], t.mask[0], str(tmp_path), plane_c, seed=0,
+                                   step=7)
     assert [os.path.basename(x) for x in paths] == ["regions_plane_seed0_step7.png",
                                                     "regions_state_plane_seed0_step7.png"]
     assert all(os.path.getsize(x) > 0 for x in paths)
 
 
-# ----------------------------------------------------------------------------------------- the experiment
+# ------------------------------------------------------------------------------------ the run analysis
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +246,8 @@ def result(run_dir):
     c.num_lines = 8
     c.plane.resolution = 32
     c.plane.gridlines = False  # (exact grid-line counting is tested in test_regions.py)
-    path = regions_exp.analyse_run(c, run_dir, verbose=False, compiler_options=FAST)
-    data, attrs = regions_exp.read_h5(path)
+    path = analysis.analyse_run(c, run_dir, verbose=False, compiler_options=FAST)
+    data, attrs = analysis.read_h5(path)
     return c, data, attrs
 
 
@@ -258,7 +258,7 @@ def test_h5_layout(result):
     assert attrs["rlland_layout"] == "regions" and attrs["algo"] == "ppo" and attrs["num_neurons"] == 16
     assert attrs["config.num_lines"] == 8 and attrs["length"] == T and attrs["fixed_step"] == STEPS[-1]
     for kind, E in (("fixed", 1), ("current", 1), ("random", 2)):
-        for name in regions_exp.METRICS:
+        for name in analysis.METRICS:
             assert d[f"{kind}/{name}"].shape == (S, N), (kind, name)
             assert d[f"{kind}/episodes/{name}"].shape == (S, N, E), (kind, name)
         assert not d[f"{kind}/episodes/overflow"].any()
@@ -278,7 +278,7 @@ def test_h5_layout(result):
 
 def test_densities_finite_and_nonnegative(result):
     _, d, _ = result
-    for kind in regions_exp.KINDS:
+    for kind in analysis.KINDS:
         for name in ("density", "density_per_neuron", "density_normalized", "length", "transitions"):
             v = d[f"{kind}/{name}"]
             assert np.all(np.isfinite(v)) and np.all(v >= 0), (kind, name)

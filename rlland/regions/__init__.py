@@ -27,8 +27,16 @@ Agents and snapshots (:mod:`rlland.regions.policy`; one seed, vmap over the snap
     layers = regions.actor_layers(agent, params)                     # hidden ReLU layers, obs-norm folded in
     traj = regions.collect_trajectory(agent, params, env, key, 1000, "deterministic")   # states, mask
     m = regions.policy_trajectory_metrics(agent, params, traj.states, traj.mask)
+
+A training run's analysis over its snapshots (:mod:`rlland.regions.analysis`, not imported here: it reads run
+directories; ``experiments/regions.py`` is its command line)::
+
+    from rlland.regions import analysis
+    path = analysis.analyse_run(config, run_dir)                      # <run_dir>/regions.h5 + figures
+    datasets, attrs = analysis.read_h5(path)
 """
-from rlland.regions._common import activation_pattern, num_hidden_neurons, pieces_upper_bound, validate_layers
+from rlland.regions.layers import num_hidden_neurons, pieces_upper_bound, validate_layers
+from rlland.regions.patterns import activation_pattern
 from rlland.regions.counting import (
     RegionCount,
     SegmentRegions,
@@ -89,6 +97,7 @@ from rlland.regions.policy import (  # noqa: E402  (agents/snapshots -> region m
     policy_line_counts,
     policy_params,
     policy_trajectory_metrics,
+    require_relu,
     snapshot_region_metrics,
 )
 
@@ -103,5 +112,6 @@ __all__ += [
     "policy_line_counts",
     "policy_params",
     "policy_trajectory_metrics",
+    "require_relu",
     "snapshot_region_metrics",
 ]

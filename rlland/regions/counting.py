@@ -9,8 +9,9 @@ affine map of the current layer input, ``h_k(t) = t a_k + c_k`` (``a_0 = p1 - p0
 
 1. pre-activations ``z(t) = t (a_k W_k) + (c_k W_k + b_k)`` are affine on each piece;
 2. each neuron with non-zero slope crosses zero at ``t* = -(c_k W_k + b_k)_j / (a_k W_k)_j``; it is a new
-   breakpoint iff ``lo < t* < hi`` strictly for its piece ``(lo, hi)``. Nothing here needs a bounded piece,
-   so the unbounded end pieces of an infinite line (``lo = -inf`` or ``hi = +inf``) are handled exactly;
+   breakpoint iff ``lo < t* < hi`` strictly for its piece ``(lo, hi)``, by more than float error (see
+   :func:`_inside`). Nothing here needs a bounded piece, so the unbounded end pieces of an infinite line
+   (``lo = -inf`` or ``hi = +inf``) are handled exactly;
 3. merge the new breakpoints into the sorted buffer (exact duplicates - two neurons crossing at the same
    t - are kept once, so no zero-width piece exists);
 4. for the next layer, each piece's affine map is rebuilt by a forward pass in (slope, intercept) form,
@@ -42,13 +43,13 @@ Cost per layer is a sort of ``max_pieces * (width + 1)`` values.
 from __future__ import annotations
 
 import functools
-import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from rlland.regions._common import validate_layers, validate_point
+from rlland.regions.layers import validate_layers, validate_point
+from rlland.validation import static_int
 
 __all__ = ["RegionCount", "SegmentRegions", "segment_breakpoints", "count_on_segment", "count_on_line"]
 
@@ -101,6 +102,27 @@ def _representatives(lo: jax.Array, hi: jax.Array) -> jax.Array:
     left_end = hi0 - 1 - jnp.abs(hi0)  # piece (-inf, hi]
     right_end = lo0 + 1 + jnp.abs(lo0)  # piece [lo, +inf)
     return jnp.where(flo & fhi, mid, jnp.where(fhi, left_end, jnp.where(flo, right_end, jnp.zeros_like(lo0))))
+
+
+INSIDE_ULPS = 4  # a crossing closer than 4 eps * max(1, |bound|) to its piece's bound is that bound's crossing
+
+
+def _inside(tstar: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+    """``lo + tol(lo) < t* < hi - tol(hi)`` with ``tol(x) = INSIDE_ULPS * eps * max(1, |x|)`` (no tolerance at an
+    infinite bound); ``tstar`` ``(P, width)``, ``lo`` / ``hi`` ``(P,)``.
+
+    Why a tolerance: a layer-k neuron can flip exactly at a breakpoint of an earlier layer. The common case is a
+    zero bias (every bias is 0 at initialisation) on a piece where a single neuron of the layer below is active:
+    ``z = w h_j`` is zero exactly where ``h_j`` switches off. Computed in floats its crossing lands an ulp or so on
+    either side of that breakpoint, so a strict test would add a spurious sliver piece (one extra transition and
+    pattern) or not, depending on rounding (it differs between XLA optimisation levels). With the tolerance both
+    flips are one breakpoint, as in exact arithmetic. Deliberate difference: a genuine region narrower than the
+    tolerance (about 5e-7 of a segment in float32) at a piece's bound is not counted.
+    """
+    eps = INSIDE_ULPS * jnp.finfo(tstar.dtype).eps
+    lo_t = jnp.where(jnp.isfinite(lo), lo + eps * jnp.maximum(1, jnp.abs(lo)), lo)
+    hi_t = jnp.where(jnp.isfinite(hi), hi - eps * jnp.maximum(1, jnp.abs(hi)), hi)
+    return (tstar > lo_t[:, None]) & (tstar < hi_t[:, None])
 
 
 def _merge(bps: jax.Array, cand: jax.Array):
@@ -157,7 +179,7 @@ def _segment_breakpoints(layers, p0, p1, max_pieces: int, unbounded: bool) -> Se
         s, q, _ = _piece_maps(s0, q0, layers[1 : k + 1], _representatives(lo, hi))[k]  # (P, width_k)
         nz = s != 0
         tstar = jnp.where(nz, -q / jnp.where(nz, s, 1), jnp.inf)
-        inside = valid[:, None] & (tstar > lo[:, None]) & (tstar < hi[:, None])
+        inside = valid[:, None] & _inside(tstar, lo, hi)
         bps, n, of = _merge(bps, jnp.where(inside, tstar, jnp.inf).reshape(-1))
         overflow = overflow | of
 
@@ -190,14 +212,6 @@ def _segment_breakpoints(layers, p0, p1, max_pieces: int, unbounded: bool) -> Se
     )
 
 
-def _check_max_pieces(max_pieces: Any) -> int:
-    if isinstance(max_pieces, bool) or not isinstance(max_pieces, numbers.Integral):
-        raise TypeError(f"max_pieces must be a Python int (it sets a buffer shape), got {type(max_pieces).__name__}")
-    if max_pieces < 2:
-        raise ValueError(f"max_pieces must be >= 2, got {max_pieces}")
-    return int(max_pieces)
-
-
 def segment_breakpoints(
     layers, p0, p1, *, max_pieces: int = 256, unbounded: bool = False
 ) -> SegmentRegions:
@@ -212,7 +226,7 @@ def segment_breakpoints(
       :class:`SegmentRegions`. Breakpoints at exactly ``t = 0`` or ``t = 1`` of a segment are not counted:
       a piece has positive length.
     """
-    max_pieces = _check_max_pieces(max_pieces)
+    max_pieces = static_int("max_pieces", max_pieces, minimum=2)
     layers = validate_layers(layers)
     p0 = jnp.asarray(p0)
     p1 = jnp.asarray(p1)

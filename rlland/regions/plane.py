@@ -30,7 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlland.regions._common import activation_pattern, pack_patterns, unique_rows, validate_layers, validate_point
+from rlland.regions.layers import validate_layers, validate_point
+from rlland.regions.patterns import activation_pattern, pack_patterns, unique_rows
+from rlland.validation import static_int
 from rlland.regions.counting import segment_breakpoints
 
 __all__ = [
@@ -158,10 +160,9 @@ def plane_partition(
         raise ValueError(
             f"anchors must have shape (3, {in_dim}) (three states of the first layer's in-dim), got {anchors.shape}"
         )
-    if int(resolution) < 2:
-        raise ValueError(f"resolution must be >= 2, got {resolution}")
+    resolution = static_int("resolution", resolution, minimum=2)
     return _plane_partition(
-        layers, anchors, jnp.asarray(margin, jnp.float32), int(resolution), bool(gridlines), int(max_pieces)
+        layers, anchors, jnp.asarray(margin, jnp.float32), resolution, bool(gridlines), int(max_pieces)
     )
 
 

@@ -4,16 +4,10 @@ Everything here is written for ONE seed (one policy's ``params``); batches of se
 the seed axis of a snapshot (``runs.load_snapshot(run_dir, step).params``), episodes from a vmap over keys.
 
 Which layers: a region is an activation pattern of the actor's hidden ReLU neurons (the policy MLP only, action
-head excluded, as the reference's ``mlp_extractor.policy_net``). :func:`actor_layers` reads them from the actor's
-trunk, :func:`actor_trunk` says where that trunk lives per actor type (checked against the param tree):
-
-=====================================  =====================  ====================================
-actor (agent)                          trunk                  head(s), excluded
-=====================================  =====================  ====================================
-``DeterministicActor`` (TD3)           ``_Head_0/MLP_0``      ``_Head_0/Dense_0`` (then tanh)
-``GaussianActor`` (PPO)                ``_Head_0/MLP_0``      ``_Head_0/Dense_0`` (mean), ``log_std``
-``TanhGaussianActor`` (SAC)            ``MLP_0``              ``Dense_0`` (mean), ``Dense_1`` (log-std)
-=====================================  =====================  ====================================
+head excluded, as the reference's ``mlp_extractor.policy_net``). :func:`actor_layers` reads them through the agent
+contract (:class:`rlland.types.AgentLike`): ``agent.actor_layers(params)`` gives the hidden ``(W, b)`` layers on
+normalised inputs and ``agent.actor_activation()`` their activation; where they live in the param tree is the
+network's own declaration (``TRUNK``, see :mod:`rlland.networks`; :func:`actor_trunk` reports it).
 
 Only ReLU actors have linear regions in this sense; another activation raises ValueError (train with
 ``--config.agent.activation=relu``; PPO's default is tanh).
@@ -52,9 +46,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlland import networks
 from rlland.normalization import fold_input_normalizer
-from rlland.regions._common import validate_layers
+from rlland.regions.layers import validate_layers
 from rlland.regions.counting import count_on_line, count_on_segment
 from rlland.regions.trajectory import LineCounts, TrajectoryMetrics, trajectory_metrics
 
@@ -62,6 +55,7 @@ __all__ = [
     "POLICIES",
     "PolicyTrajectory",
     "actor_trunk",
+    "require_relu",
     "actor_layers",
     "input_normalizer",
     "policy_index",
@@ -77,9 +71,6 @@ POLICIES = ("deterministic", "stochastic", "random")
 CLIP = 10.0  # RunningStats.normalize's default clip
 _NORM_EPS = 1e-8  # RunningStats.normalize: sqrt(var + 1e-8)
 
-_TRUNKS = ((networks.DeterministicActor, "_Head_0/MLP_0"), (networks.GaussianActor, "_Head_0/MLP_0"),
-           (networks.TanhGaussianActor, "MLP_0"))
-
 
 class PolicyTrajectory(NamedTuple):
     """One episode: ``states`` ``(T, d)`` raw observations, ``mask`` ``(T,)`` bool (False after the end)."""
@@ -89,20 +80,23 @@ class PolicyTrajectory(NamedTuple):
 
 
 def actor_trunk(agent) -> str:
-    """Path of the actor's hidden-layer MLP inside its param dict (see the module table)."""
-    actor = getattr(agent, "actor", None)
-    for cls, trunk in _TRUNKS:
-        if isinstance(actor, cls):
-            return trunk
-    raise TypeError(f"actor_trunk: unsupported actor {type(actor).__name__} of agent {agent!r}; supported: "
-                    f"{', '.join(c.__name__ for c, _ in _TRUNKS)}")
+    """Path of the actor's hidden-layer MLP inside its param dict, as the network declares it (``TRUNK``).
+
+    Informational (e.g. ``"_Head_0/MLP_0"`` for TD3 / PPO actors, ``"MLP_0"`` for SAC's): :func:`actor_layers` reads
+    the layers through ``agent.actor_layers(params)``, which uses the same declaration."""
+    trunk = getattr(getattr(agent, "actor", None), "TRUNK", None)
+    if not isinstance(trunk, str):
+        raise TypeError(f"actor_trunk: the actor {type(getattr(agent, 'actor', None)).__name__} of "
+                        f"{type(agent).__name__} declares no TRUNK (see rlland.networks)")
+    return trunk
 
 
-def _check_relu(agent) -> None:
-    act = getattr(agent.actor, "activation", None)
+def require_relu(agent) -> None:
+    """ValueError unless ``agent.actor_activation()`` is ``"relu"`` (only ReLU actors have these linear regions)."""
+    act = agent.actor_activation()
     if act != "relu":
-        raise ValueError(f"linear regions need a ReLU actor, but {agent.name}'s actor uses activation {act!r}; "
-                         "train it with --config.agent.activation=relu")
+        raise ValueError(f"linear regions need a ReLU actor, but the actor of {type(agent).__name__} uses activation "
+                         f"{act!r}; train it with --config.agent.activation=relu")
 
 
 def _uses_obs_norm(agent) -> bool:
@@ -126,21 +120,21 @@ def actor_layers(agent, params, *, fold_obs_norm: bool = True) -> list[tuple[jax
     """The actor's hidden ``(W, b)`` layers (W of shape (in, out)), the input of :mod:`rlland.regions`.
 
     Args:
-      agent: a TD3 / SAC / PPO agent with a ReLU actor (ValueError otherwise).
+      agent: an agent (:class:`rlland.types.AgentLike`: TD3 / SAC / PPO) with a ReLU actor (ValueError
+        otherwise).
       params: ONE seed's params dict (``state.params``: ``"actor"`` and ``"obs_norm"``); vmap for many.
       fold_obs_norm: when the agent normalises observations, fold the normaliser into the first layer so that
         the layers take raw states (default). With False the layers take normalised inputs; pair them with
         :func:`input_normalizer`. Without observation normalisation both are the same.
     """
-    _check_relu(agent)
-    trunk = actor_trunk(agent)
+    require_relu(agent)
     try:
-        layers = networks.hidden_layers(params["actor"], trunk=trunk)
+        layers = agent.actor_layers(params)
     except (KeyError, TypeError) as err:
         actor = params.get("actor", {}) if isinstance(params, dict) else params
         keys = list(actor.get("params", actor)) if isinstance(actor, dict) else type(actor).__name__
-        raise ValueError(f"actor_layers: no trunk {trunk!r} in params['actor'] (top-level keys {keys}); pass one "
-                         "seed's full params dict (state.params)") from err
+        raise ValueError(f"actor_layers: no trunk of hidden layers in params['actor'] (top-level keys {keys}); "
+                         "pass one seed's full params dict (state.params)") from err
     layers = validate_layers(layers, agent.env.observation_size)
     if fold_obs_norm and _uses_obs_norm(agent):
         mean, std = input_normalizer(agent, params)

@@ -30,14 +30,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlland.regions._common import (
-    activation_pattern,
-    num_hidden_neurons,
-    pack_patterns,
-    unique_rows,
-    validate_layers,
-    validate_point,
-)
+from rlland.regions.layers import num_hidden_neurons, validate_layers, validate_point
+from rlland.regions.patterns import activation_pattern, pack_patterns, unique_rows
 from rlland.regions.counting import count_on_line, count_on_segment, segment_breakpoints
 
 __all__ = ["TrajectoryMetrics", "LineCounts", "trajectory_metrics", "random_line_counts", "state_line_counts"]

@@ -1,12 +1,8 @@
-"""Shared helpers for ``rlland.regions``: input validation, activation patterns, exact unique-pattern counts.
-
-A *region* throughout this package is a set of inputs that share the activation pattern of ALL hidden ReLU
-neurons (every hidden layer, the output head excluded), as in Cohan et al. 2022 (reference B.2, which takes
-the policy MLP's hidden layers only). A neuron is "on" iff its pre-activation is strictly positive, so a
-neuron sitting exactly at 0 reads as "off", the same as its ReLU output.
+"""The ``layers`` argument of :mod:`rlland.regions`: checks, widths and the worst-case number of pieces.
 
 ``layers`` is a list of ``(W, b)`` pairs for the hidden layers, ``W`` of shape ``(in, out)``, ``b`` of shape
-``(out,)``; ``h_{k+1} = relu(h_k @ W_k + b_k)``.
+``(out,)``; ``h_{k+1} = relu(h_k @ W_k + b_k)`` (the output head excluded, as Cohan et al. 2022, reference B.2,
+who take the policy MLP's hidden layers only).
 """
 from __future__ import annotations
 
@@ -17,16 +13,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-__all__ = [
-    "validate_layers",
-    "validate_point",
-    "hidden_widths",
-    "num_hidden_neurons",
-    "activation_pattern",
-    "pack_patterns",
-    "unique_rows",
-    "pieces_upper_bound",
-]
+__all__ = ["validate_layers", "validate_point", "hidden_widths", "num_hidden_neurons", "pieces_upper_bound"]
 
 
 def _shape(x: Any) -> tuple[int, ...] | str:
@@ -118,52 +105,3 @@ def pieces_upper_bound(layers_or_widths: Sequence[Any]) -> int:
     """
     widths = [int(w) if isinstance(w, numbers.Integral) else int(_shape(w[0])[1]) for w in layers_or_widths]
     return int(math.prod(w + 1 for w in widths))
-
-
-def activation_pattern(layers: Sequence[tuple[jax.Array, jax.Array]], x: jax.Array) -> jax.Array:
-    """Activation pattern of every hidden neuron at one input ``x`` (shape ``(in,)``): bool ``(n,)``.
-
-    Bit j is ``pre-activation_j > 0``; layers are concatenated in order. vmap for batches of points.
-    """
-    bits = []
-    h = x
-    for w, b in layers:
-        z = h @ w + b
-        bits.append(z > 0)
-        h = jnp.maximum(z, 0)
-    return jnp.concatenate(bits, axis=-1)
-
-
-def pack_patterns(patterns: jax.Array) -> jax.Array:
-    """Pack bool patterns ``(..., n)`` into ``(..., ceil(n / 32))`` uint32 words (exact, for sorting)."""
-    n = patterns.shape[-1]
-    k = max(1, -(-n // 32))
-    pad = k * 32 - n
-    bits = jnp.pad(patterns.astype(jnp.uint32), [(0, 0)] * (patterns.ndim - 1) + [(0, pad)])
-    bits = bits.reshape(patterns.shape[:-1] + (k, 32))
-    weights = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
-    return jnp.sum(bits * weights, axis=-1, dtype=jnp.uint32)
-
-
-def unique_rows(words: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """Exact distinct-row count with static shapes.
-
-    Args:
-      words: ``(m, k)`` integer rows (e.g. from :func:`pack_patterns`).
-      valid: ``(m,)`` bool; invalid rows are ignored. Default all valid.
-    Returns:
-      ``(num_unique, ids)``: int32 scalar, and ``(m,)`` int32 ids in ``[0, num_unique)`` (equal rows get
-      equal ids, numbered in lexicographic order of the rows), ``-1`` for invalid rows.
-    """
-    m, k = words.shape
-    if valid is None:
-        valid = jnp.ones((m,), bool)
-    keys = [words[:, j] for j in range(k - 1, -1, -1)] + [jnp.logical_not(valid).astype(jnp.int32)]
-    order = jnp.lexsort(keys)  # last key is primary: valid rows first, then lexicographic
-    sw = words[order]
-    sv = valid[order]
-    differs = jnp.concatenate([jnp.ones((1,), bool), jnp.any(sw[1:] != sw[:-1], axis=-1)])
-    new = differs & sv
-    gid = jnp.cumsum(new.astype(jnp.int32)) - 1
-    ids = jnp.zeros((m,), jnp.int32).at[order].set(jnp.where(sv, gid, -1))
-    return jnp.sum(new.astype(jnp.int32)), ids

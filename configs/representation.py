@@ -2,8 +2,9 @@
 
 Two kinds of config in one file:
 
-* analysis (``experiments/representation.py``): ``--config=configs/representation.py`` (the study's plasticity
-  probe: 4 envs x 1000 steps of the initial policy, 4 epochs, minibatch 64) or ``:quick`` (a CPU look);
+* analysis (``experiments/representation.py``, i.e. ``rlland.representation.analysis.analyse_run``):
+  ``--config=configs/representation.py`` (the study's plasticity probe: 4 envs x 1000 steps of the initial
+  policy, 4 epochs, minibatch 64) or ``:quick`` (a CPU look);
 * training (``experiments/train.py``): ``--config=configs/representation.py:train/<env>`` is PPO
   (``configs/train.py:ppo/<env>``) with the representation diagnostics logged on every iteration and snapshots at
   step 0 and every evaluation (31 points, so the plasticity probe has the initial policy and a curve);

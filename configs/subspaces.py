@@ -1,15 +1,16 @@
 """Policy-gradient-subspace analysis settings: ``--config=configs/subspaces.py`` (the study's settings) or
 ``--config=configs/subspaces.py:quick`` (small k and batches for a CPU look at a run in minutes).
 
-Used by ``experiments/subspaces.py --run_dir=<training run>``; see that module for the h5 layout. Defaults follow
-Schneider et al. 2024 (reference ``landscapes-and-subspaces.md`` B.2-B.4): top-100 eigenvectors of the actor and
-critic Hessians, fractions and overlaps at k in {1, 2, 5, 10, 20, 50, 100}, the whole replay buffer (TD3 / SAC)
-or 10^6 fresh samples (PPO) for the Hessian and the true gradient, 2048 // batch_size replay minibatches (or one
-PPO training rollout in the agent's minibatches) for the estimated gradient.
+Used by ``experiments/subspaces.py --run_dir=<training run>`` (``rlland.curvature.run_analysis.analyse_run``; the
+h5 layout is ``rlland.curvature.layout``). Defaults follow Schneider et al. 2024 (reference
+``landscapes-and-subspaces.md`` B.2-B.4): top-100 eigenvectors of the actor and critic Hessians, fractions and
+overlaps at k in {1, 2, 5, 10, 20, 50, 100}, the whole replay buffer (TD3 / SAC) or 10^6 fresh samples (PPO) for
+the Hessian and the true gradient, 2048 // batch_size replay minibatches (or one PPO training rollout in the
+agent's minibatches) for the estimated gradient.
 """
 import ml_collections
 
-SUBSPACE_KS = (1, 2, 5, 10, 20, 50, 100)
+from rlland.curvature import SUBSPACE_KS
 
 
 def study() -> ml_collections.ConfigDict:
@@ -23,7 +24,8 @@ def study() -> ml_collections.ConfigDict:
         num_iters=300,
         ks=SUBSPACE_KS,  # levels for fractions and overlaps (clipped to k)
         # TD3/SAC: transitions of the replay buffer for the Hessian / true gradient, 0 = the whole valid buffer
-        # (capped to the buffer's size); PPO: fresh on-policy samples (rounded up to whole rollouts), 0 = 10^6.
+        # (capped to the buffer's size); PPO: fresh on-policy samples (rounded up to whole rollouts),
+        # 0 = 10^6 (run_analysis.ON_POLICY_SAMPLES).
         num_samples=0,
         num_minibatches=0,  # TD3/SAC estimated gradient: 0 = 2048 // minibatch_size (PPO: must stay 0)
         minibatch_size=0,  # TD3/SAC: 0 = the agent's batch_size (PPO: must stay 0)

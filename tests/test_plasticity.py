@@ -1,4 +1,5 @@
-"""The plasticity probe (reference A.5) and experiments/representation.py on a tiny PPO run.
+"""The plasticity probe (reference A.5) and its run-level analysis (rlland.representation.analysis) on a tiny
+PPO run.
 
 The run: ``train.run`` of PPO on probe_observation (8-8 tanh nets, 8 envs x 8 steps, 2 seeds, 4 iterations) with
 the diagnostics logged on every iteration and snapshots at steps 0, 128 and 256; the probe then runs with 2 envs
@@ -15,6 +16,7 @@ import pytest
 
 from rlland import agents, envs, representation, train
 from rlland import sinks
+from rlland.representation import analysis
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROBE = dict(num_envs=2, num_steps=32, epochs=2, minibatch_size=16)
@@ -29,7 +31,6 @@ def load_module(name, rel):
     return module
 
 
-experiment = load_module("experiments_representation", "experiments/representation.py")
 config_module = load_module("configs_representation", "configs/representation.py")
 train_config = load_module("configs_train", "configs/train.py")
 
@@ -95,8 +96,8 @@ def run_dir(tmp_path_factory):
 def test_experiment_on_a_tiny_run(run_dir):
     c = config_module.get_config("quick")
     c.plasticity.update(PROBE)
-    path = experiment.analyse_run(c, run_dir, verbose=False)
-    d, attrs = experiment.read_h5(path)
+    path = analysis.analyse_run(c, run_dir, verbose=False)
+    d, attrs = analysis.read_h5(path)
     assert list(d["steps"]) == list(STEPS) and list(d["seeds"]) == [0, 1]
     assert attrs["rlland_layout"] == "representation" and attrs["data"] == "snapshot0" and attrs["algo"] == "ppo"
     for k in ("policy_loss", "value_loss", "policy_loss_initial", "value_loss_final"):

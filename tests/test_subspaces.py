@@ -1,4 +1,4 @@
-"""Policy-gradient-subspace analysis of a training run (rlland.curvature.analysis, experiments/subspaces.py).
+"""Policy-gradient-subspace analysis of a training run (rlland.curvature.analysis and .run_analysis).
 
 A module fixture trains a tiny TD3 run with ``train.run`` (probe_observation, 8-8 nets, 2 seeds, snapshots at two
 steps; the 64-slot buffer wraps, so snapshots keep their replay data), and a second one runs the experiment on it
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rlland import agents, curvature, envs, train, runs
-from rlland.curvature import analysis
+from rlland.curvature import analysis, layout, run_analysis
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _CPU_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -30,7 +30,6 @@ def load_module(name, rel):
     return module
 
 
-subspaces = load_module("experiments_subspaces", "experiments/subspaces.py")
 subspaces_config = load_module("configs_subspaces", "configs/subspaces.py")
 train_config = load_module("configs_train", "configs/train.py")
 
@@ -63,8 +62,8 @@ def analysis_config(**overrides):
 @pytest.fixture(scope="module")
 def result(run_dir):
     c = analysis_config()
-    path = subspaces.analyse_run(c, run_dir, verbose=False, compiler_options=FAST)
-    data, attrs = subspaces.read_h5(path)
+    path = run_analysis.analyse_run(c, run_dir, verbose=False, compiler_options=FAST)
+    data, attrs = layout.read_h5(path)
     return c, data, attrs
 
 
@@ -139,7 +138,7 @@ def test_hessian_eigenvalues_match_dense_hessian(run_dir, result):
     _, d, _ = result
     _, _, agent = runs.load_run(run_dir)
     state = runs.select_seed(runs.load_snapshot(run_dir, STEPS[0]), 0)
-    key = subspaces.snapshot_keys(0, STEPS[0], [0, 1])[0]
+    key = run_analysis.snapshot_keys(0, STEPS[0], [0, 1])[0]
     k_data, _ = jax.random.split(key)  # analyse_snapshot's split
 
     @partial(jax.jit, compiler_options=FAST)
@@ -172,13 +171,13 @@ def test_figures_exist(run_dir, result):
 
 def test_bad_settings_raise(run_dir, result):
     with pytest.raises(ValueError, match="num_iters"):
-        subspaces.analyse_run(analysis_config(num_iters=3), run_dir, verbose=False)
+        run_analysis.analyse_run(analysis_config(num_iters=3), run_dir, verbose=False)
     with pytest.raises(ValueError, match="overlap_steps"):
-        subspaces.analyse_run(analysis_config(overlap_steps=(7,)), run_dir, verbose=False)
+        run_analysis.analyse_run(analysis_config(overlap_steps=(7,)), run_dir, verbose=False)
     with pytest.raises(ValueError, match="not available"):
-        subspaces.analyse_run(analysis_config(steps=(65,)), run_dir, verbose=False)
+        run_analysis.analyse_run(analysis_config(steps=(65,)), run_dir, verbose=False)
     with pytest.raises(ValueError, match="seeds"):
-        subspaces.analyse_run(analysis_config(seeds=(0, 2)), run_dir, verbose=False)
+        run_analysis.analyse_run(analysis_config(seeds=(0, 2)), run_dir, verbose=False)
     with pytest.raises(ValueError, match="k"):
         analysis.resolve_subspace_sizes(10, 0, 10)
     ppo = agents.make("ppo", envs.make("probe_observation", episode_length=None),

@@ -14,9 +14,11 @@ snapshots come from ``jax.vmap`` over keys and ``(params, key)``.
 
 Modules: ``hvp`` (hvp, linearized_hvp, dense_hessian), ``lanczos`` (lanczos_tridiag, lanczos_eigh),
 ``stochastic`` (hutchinson_trace, slq_quadrature, spectral_density), ``subspace``
-(gradient_subspace_fraction, subspace_overlap, random_subspace_baseline, merge_eigenbases), ``analysis``
-(actor/critic objectives of a training snapshot, their eigenbases and gradient-subspace fractions:
-``analyse_snapshot`` for one seed, vmapped over seeds by ``experiments/subspaces.py``).
+(gradient_subspace_fraction, subspace_overlap, random_subspace_baseline, merge_eigenbases), ``flat`` (a pytree
+operator as a flat one), ``analysis`` (actor/critic objectives of a training snapshot, their eigenbases and
+gradient-subspace fractions: ``analyse_snapshot`` for one seed). A whole run (not imported here, as it loads runs
+and draws figures): ``run_analysis.analyse_run`` (every snapshot, seeds vmapped; ``experiments/subspaces.py``),
+``layout`` (its ``subspaces.h5``), ``figures``.
 """
 from rlland.curvature.analysis import (
     SUBSPACE_KS,

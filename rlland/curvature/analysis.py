@@ -3,8 +3,9 @@ fractions and the data they are taken on (Schneider et al., "Identifying Policy 
 reference ``landscapes-and-subspaces.md`` B.1-B.4).
 
 Everything here is a pure function of ONE seed's state and one key: ``jax.jit(jax.vmap(...))`` over the seed axis
-of a snapshot gives every seed at once (``experiments/subspaces.py``). Sizes (k, Krylov dimension, sample counts,
-minibatch counts) are static Python ints; hyperparameters come from the state's traced ``hparams``.
+of a snapshot gives every seed at once (:mod:`rlland.curvature.run_analysis` does so for each of a training run's
+snapshots). Sizes (k, Krylov dimension, sample counts, minibatch counts) are static Python ints; hyperparameters
+come from the state's traced ``hparams``.
 
 Two layers:
 
@@ -60,7 +61,6 @@ each chunk draws its own fixed noise; it is refused for PPO, whose actor loss no
 from __future__ import annotations
 
 import math
-import numbers
 from functools import partial
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -71,6 +71,7 @@ from jax.flatten_util import ravel_pytree
 from rlland.curvature.hvp import hvp, linearized_hvp
 from rlland.curvature.lanczos import lanczos_eigh
 from rlland.curvature.subspace import gradient_subspace_fraction, merge_eigenbases
+from rlland.validation import static_int
 
 PyTree = Any
 
@@ -117,14 +118,6 @@ class Objective(NamedTuple):
     minibatches: Any
 
 
-def _static_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a Python int (it sets a shape or loop count), got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def part_loss(loss_fn: Callable, params: dict, part: str, batch: Any, key, hp) -> Callable[[PyTree], jax.Array]:
     """``x -> loss_fn(params | {part: x}, batch, key, hp)[0]``: an agent loss as a function of one block only.
 
@@ -158,10 +151,10 @@ def resolve_subspace_sizes(n: int, k: int, num_iters: int, ks: Sequence[int] = S
     Raises:
       ValueError: for ``k < 1``, ``num_iters < k``, or a level in ``ks`` below 1.
     """
-    n, k, num_iters = _static_int("n", n), _static_int("k", k), _static_int("num_iters", num_iters)
+    n, k, num_iters = static_int("n", n), static_int("k", k), static_int("num_iters", num_iters)
     if num_iters < k:
         raise ValueError(f"num_iters ({num_iters}) must be >= k ({k}): Lanczos needs at least k steps for k pairs")
-    ks = [_static_int("ks entry", x) for x in ks]
+    ks = [static_int("ks entry", x) for x in ks]
     k_eff = min(k, n)
     return k_eff, min(num_iters, n), tuple(sorted({x for x in ks if x <= k_eff}))
 
@@ -272,9 +265,9 @@ def replay_batch(buffer, key, num_samples: int):
 
     With ``num_samples == buffer.size`` this is the whole valid buffer (in a random order, which no mean-type
     loss sees). ``num_samples`` is static; asking for more than ``buffer.size`` repeats nothing but takes
-    invalid slots, so callers check ``num_samples <= size`` on the host (``experiments/subspaces.py`` does).
+    invalid slots, so callers check ``num_samples <= size`` on the host (``run_analysis.resolve_num_samples``).
     """
-    num_samples = _static_int("num_samples", num_samples)
+    num_samples = static_int("num_samples", num_samples)
     if num_samples > buffer.capacity:
         raise ValueError(f"num_samples ({num_samples}) exceeds the buffer capacity ({buffer.capacity})")
     valid = jnp.arange(buffer.capacity) < buffer.size
@@ -285,15 +278,15 @@ def replay_batch(buffer, key, num_samples: int):
 
 def replay_minibatches(buffer, key, num_minibatches: int, minibatch_size: int):
     """``[M, B]`` transitions: ``M`` independent uniform minibatches (with replacement), as training samples."""
-    keys = jax.random.split(key, _static_int("num_minibatches", num_minibatches))
-    return jax.vmap(lambda k: buffer.sample(k, _static_int("minibatch_size", minibatch_size)))(keys)
+    keys = jax.random.split(key, static_int("num_minibatches", num_minibatches))
+    return jax.vmap(lambda k: buffer.sample(k, static_int("minibatch_size", minibatch_size)))(keys)
 
 
 def on_policy_batch(agent, params, env_state, key, hp, num_rollouts: int):
     """Fresh on-policy data: ``num_rollouts`` chained ``agent.rollout`` calls from ``env_state`` with the
     (stochastic) policy of ``params``, then ``agent.make_batch`` (GAE over the whole chained horizon of
     ``num_rollouts * unroll_length`` steps): a batch of ``num_rollouts * unroll_length * num_envs`` samples."""
-    num_rollouts = _static_int("num_rollouts", num_rollouts)
+    num_rollouts = static_int("num_rollouts", num_rollouts)
 
     def one(env_state, k):
         env_state, traj, _ = agent.rollout(params, env_state, k)
@@ -346,11 +339,11 @@ def off_policy_objectives(agent, state, key, num_samples: int, num_minibatches: 
     batch = replay_batch(state.buffer, k_sub, num_samples)
     minibatches = replay_minibatches(state.buffer, k_mb, num_minibatches, minibatch_size)
     params, hp = state.params, state.hparams
-    loss_of_batch = None
-    if chunk_size and chunk_size < num_samples:
-        def loss_of_batch(loss_fn, part, k):
-            return lambda x: _chunked(lambda b, kk: loss_fn(params | {part: x}, b, kk, hp)[0], batch, k,
-                                      chunk_size)
+
+    def chunked_loss(loss_fn, part, k):
+        return lambda x: _chunked(lambda b, kk: loss_fn(params | {part: x}, b, kk, hp)[0], batch, k, chunk_size)
+
+    loss_of_batch = chunked_loss if chunk_size and chunk_size < num_samples else None
     return _objectives(agent, params, hp, batch, jax.random.split(k_noise), minibatches,
                        jax.vmap(jax.random.split)(jax.random.split(k_mb_noise, num_minibatches)), loss_of_batch)
 
@@ -373,21 +366,18 @@ def on_policy_objectives(agent, state, key, num_rollouts: int) -> dict[str, Obje
                        jax.vmap(jax.random.split)(jax.random.split(k_mb_noise, c.num_minibatches)))
 
 
-def _is_off_policy(state) -> bool:
-    return hasattr(state, "buffer")
-
-
 def agent_objectives(agent, state, key, num_samples: int, num_minibatches: int = 0, minibatch_size: int = 0,
                      chunk_size: int = 0) -> dict[str, Objective]:
     """The two Objectives of one seed's snapshot, for any rlland agent.
 
-    Off-policy states (with a replay ``buffer``): :func:`off_policy_objectives` with ``num_samples`` transitions.
-    PPO: :func:`on_policy_objectives` with ``ceil(num_samples / (unroll_length * num_envs))`` rollouts, so at
-    least ``num_samples`` fresh samples (whole rollouts); ``num_minibatches`` / ``minibatch_size`` must be 0
-    there (the agent's own minibatching is used) and ``chunk_size`` 0.
+    Off-policy agents (``agent.is_off_policy``; the state has a replay ``buffer``): :func:`off_policy_objectives`
+    with ``num_samples`` transitions. On-policy agents (PPO): :func:`on_policy_objectives` with
+    ``ceil(num_samples / (unroll_length * num_envs))`` rollouts, so at least ``num_samples`` fresh samples (whole
+    rollouts); ``num_minibatches`` / ``minibatch_size`` must be 0 there (the agent's own minibatching is used) and
+    ``chunk_size`` 0.
     """
-    num_samples = _static_int("num_samples", num_samples)
-    if _is_off_policy(state):
+    num_samples = static_int("num_samples", num_samples)
+    if agent.is_off_policy:
         return off_policy_objectives(agent, state, key, num_samples, num_minibatches, minibatch_size, chunk_size)
     if chunk_size:
         raise ValueError("chunk_size is not supported for PPO: its actor loss normalises advantages over the "
@@ -401,7 +391,7 @@ def agent_objectives(agent, state, key, num_samples: int, num_minibatches: int =
 def on_policy_rollouts(agent, num_samples: int) -> int:
     """Rollouts needed for at least ``num_samples`` on-policy samples (each rollout: unroll_length * num_envs)."""
     per = int(agent.config.unroll_length) * int(agent.config.num_envs)
-    return max(1, math.ceil(_static_int("num_samples", num_samples) / per))
+    return max(1, math.ceil(static_int("num_samples", num_samples) / per))
 
 
 def analyse_snapshot(agent, state, key, *, k: int, num_iters: int, ks: Sequence[int] = SUBSPACE_KS,
@@ -415,5 +405,5 @@ def analyse_snapshot(agent, state, key, *, k: int, num_iters: int, ks: Sequence[
     """
     k_data, k_eig = jax.random.split(key)
     objectives = agent_objectives(agent, state, k_data, num_samples, num_minibatches, minibatch_size, chunk_size)
-    chunked = bool(chunk_size) and _is_off_policy(state) and chunk_size < num_samples
+    chunked = bool(chunk_size) and agent.is_off_policy and chunk_size < num_samples
     return snapshot_subspaces(objectives, k_eig, k, num_iters, ks, combined=combined, linearize=not chunked)

@@ -39,11 +39,12 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from rlland.curvature._flat import check_int, flatten_operator
+from rlland.curvature.flat import flatten_operator
+from rlland.validation import static_int
 
 PyTree = Any
 
-__all__ = ["LanczosResult", "lanczos_tridiag", "lanczos_eigh"]
+__all__ = ["LanczosResult", "lanczos_tridiag", "lanczos_eigh", "tridiag_flat", "tridiag_matrix"]
 
 _HI = lax.Precision.HIGHEST  # keep reorthogonalisation in full precision on accelerators (no TF32/bf16 passes)
 _WHICH = ("LA", "SA", "LM")
@@ -65,7 +66,9 @@ class LanczosResult(NamedTuple):
     residual_norm: jax.Array
 
 
-def _tridiag_flat(matvec_flat, v0, num_iters: int, key) -> LanczosResult:
+def tridiag_flat(matvec_flat: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iters: int, key) -> LanczosResult:
+    """``num_iters`` Lanczos steps (module docstring) of a flat operator ``[n] -> [n]`` from ``v0`` [n]; no
+    argument checks (:func:`lanczos_tridiag` is the checked pytree version). ``key`` draws breakdown restarts."""
     n = v0.shape[0]
     dtype = v0.dtype
     m = num_iters
@@ -116,7 +119,8 @@ def _tridiag_flat(matvec_flat, v0, num_iters: int, key) -> LanczosResult:
     return LanczosResult(basis=basis, diag=diag, offdiag=betas[:-1], residual_norm=betas[-1])
 
 
-def _tridiag_matrix(diag, offdiag):
+def tridiag_matrix(diag: jax.Array, offdiag: jax.Array) -> jax.Array:
+    """The dense ``[m, m]`` ``T = tridiag(offdiag, diag, offdiag)`` of a :class:`LanczosResult`."""
     return jnp.diag(diag) + jnp.diag(offdiag, 1) + jnp.diag(offdiag, -1)
 
 
@@ -137,11 +141,11 @@ def lanczos_tridiag(matvec: Callable[[PyTree], PyTree], v0: PyTree, num_iters: i
       when ``v0`` is float64).
     """
     op = flatten_operator(matvec, v0)
-    num_iters = check_int("num_iters", num_iters)
+    num_iters = static_int("num_iters", num_iters)
     if num_iters > op.n:
         raise ValueError(f"num_iters={num_iters} exceeds the operator dimension n={op.n} (need num_iters <= n)")
     v0_flat = ravel_pytree(v0)[0].astype(op.dtype)
-    return _tridiag_flat(op.matvec, v0_flat, num_iters, key)
+    return tridiag_flat(op.matvec, v0_flat, num_iters, key)
 
 
 def lanczos_eigh(
@@ -187,10 +191,10 @@ def lanczos_eigh(
       ValueError: unless ``1 <= k <= num_iters <= n``, or for an unknown ``which``.
     """
     op = flatten_operator(matvec, like)
-    k = check_int("k", k)
+    k = static_int("k", k)
     if num_iters is None:
         num_iters = min(op.n, max(2 * k + 1, 20))
-    num_iters = check_int("num_iters", num_iters)
+    num_iters = static_int("num_iters", num_iters)
     if not k <= num_iters <= op.n:
         raise ValueError(
             f"lanczos_eigh needs k <= num_iters <= n, got k={k}, num_iters={num_iters}, n={op.n} "
@@ -201,9 +205,9 @@ def lanczos_eigh(
 
     key_start, key_restart = jax.random.split(key)
     v0 = jax.random.normal(key_start, (op.n,), op.dtype)
-    res = _tridiag_flat(op.matvec, v0, num_iters, key_restart)
+    res = tridiag_flat(op.matvec, v0, num_iters, key_restart)
 
-    theta, S = jnp.linalg.eigh(_tridiag_matrix(res.diag, res.offdiag))  # ascending
+    theta, S = jnp.linalg.eigh(tridiag_matrix(res.diag, res.offdiag))  # ascending
     if which == "LA":
         order = jnp.argsort(theta, descending=True)[:k]
     elif which == "SA":

@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rlland.curvature._flat import check_int, flatten_operator
-from rlland.curvature.lanczos import _tridiag_flat, _tridiag_matrix
+from rlland.curvature.flat import flatten_operator
+from rlland.curvature.lanczos import tridiag_flat, tridiag_matrix
+from rlland.validation import static_int
 
 PyTree = Any
 
@@ -25,7 +26,7 @@ __all__ = ["hutchinson_trace", "slq_quadrature", "spectral_density"]
 def _map(f, xs, batch_size):
     if batch_size is None:
         return jax.vmap(f)(xs)
-    return lax.map(f, xs, batch_size=check_int("batch_size", batch_size))
+    return lax.map(f, xs, batch_size=static_int("batch_size", batch_size))
 
 
 def hutchinson_trace(
@@ -59,7 +60,7 @@ def hutchinson_trace(
       The scalar estimate, or ``(estimate, samples)``.
     """
     op = flatten_operator(matvec, like)
-    num_samples = check_int("num_samples", num_samples)
+    num_samples = static_int("num_samples", num_samples)
     probes = jax.random.rademacher(key, (num_samples, op.n), op.dtype)
     samples = _map(lambda z: jnp.vdot(z, op.matvec(z)), probes, batch_size)
     estimate = jnp.mean(samples)
@@ -99,8 +100,8 @@ def slq_quadrature(
       ``(nodes, weights)``, both ``[P, m]``.
     """
     op = flatten_operator(matvec, like)
-    num_iters = check_int("num_iters", num_iters)
-    num_probes = check_int("num_probes", num_probes)
+    num_iters = static_int("num_iters", num_iters)
+    num_probes = static_int("num_probes", num_probes)
     if num_iters > op.n:
         raise ValueError(f"num_iters={num_iters} exceeds the operator dimension n={op.n} (need num_iters <= n)")
     key_probes, key_restart = jax.random.split(key)
@@ -109,8 +110,8 @@ def slq_quadrature(
 
     def one(args):
         z, k = args
-        res = _tridiag_flat(op.matvec, z, num_iters, k)
-        theta, S = jnp.linalg.eigh(_tridiag_matrix(res.diag, res.offdiag))
+        res = tridiag_flat(op.matvec, z, num_iters, k)
+        theta, S = jnp.linalg.eigh(tridiag_matrix(res.diag, res.offdiag))
         return theta, S[0, :] ** 2
 
     return _map(one, (probes, restart_keys), batch_size)

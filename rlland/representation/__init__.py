@@ -15,6 +15,10 @@ Pure array functions for ONE feature matrix / batch; batches of seeds, snapshots
   :func:`collect_observations`.
 * ``diagnostics``: :func:`feature_summary`, :func:`subsample`, :func:`every` (what the agents log during
   training every ``log_every`` iterations).
+
+A whole run (not imported here: it loads runs, which import the agents, which import this package):
+``rlland.representation.analysis.analyse_run`` (the probe over a run's snapshots, ``representation.h5``;
+``experiments/representation.py``) and ``rlland.representation.figures``.
 """
 from rlland.representation.diagnostics import every, feature_summary, subsample
 from rlland.representation.diversity import policy_variance, value_diversity

@@ -36,17 +36,15 @@ import jax.numpy as jnp
 
 from rlland.representation import ranks as _ranks
 from rlland.representation.norms import feature_norms
-from rlland.representation.units import _ALIASES as _DEAD_UNIT_ACTIVATIONS
-from rlland.representation.units import dead_units
+from rlland.representation.units import dead_units, supports_dead_units
 from rlland.seed_axis import SEED_AXIS, seed_cond
+
+# supports_dead_units (from units) is part of what the agents call here
+__all__ = ["RANK_KEYS", "NORM_KEYS", "supports_dead_units", "tall_singular_values", "rank_summary",
+           "feature_summary", "subsample", "nan_like", "every"]
 
 RANK_KEYS = ("effective_rank", "approximate_rank", "srank", "feature_rank", "matrix_rank", "lambda_1")
 NORM_KEYS = ("norm", "avg", "std")
-
-
-def supports_dead_units(activation: str) -> bool:
-    """Whether :func:`rlland.representation.dead_units` defines dead units for ``activation``."""
-    return isinstance(activation, str) and activation.lower() in _DEAD_UNIT_ACTIVATIONS
 
 
 def tall_singular_values(F: jax.Array) -> jax.Array:

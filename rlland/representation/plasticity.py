@@ -20,7 +20,7 @@ Decisions where the reference leaves room (documented deviations):
 * "the initial policy": by default the rollouts are of the fresh twin itself, i.e. of a freshly initialised policy
   (same distribution as the run's checkpoint-0 policy, not the same network). Pass ``data_params`` (e.g. the
   run's step-0 snapshot) to collect with that policy instead, which is the original's exact protocol;
-  ``experiments/representation.py`` does so when the run has a step-0 snapshot.
+  :func:`rlland.representation.analysis.analyse_run` does so when the run has a step-0 snapshot.
 * observation normalisation: the snapshot keeps its own (frozen) observation statistics, part of the function
   being fitted; the twin has fresh statistics (identity up to clipping), so the targets do not depend on the
   snapshot. The original normalises observations in the env with statistics shared by all checkpoints.

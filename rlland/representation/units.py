@@ -18,7 +18,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-_ALIASES = {
+# the activations dead units are defined for (lower-cased name -> the rule used)
+ACTIVATIONS = {
     "relu": "relu",
     "gelu": "relu",  # the reference treats GELU like ReLU: dead iff exactly zero on every sample
     "leakyrelu": "leaky_relu",
@@ -27,15 +28,20 @@ _ALIASES = {
 }
 
 
+def supports_dead_units(activation: str) -> bool:
+    """Whether :func:`dead_units` defines dead units for ``activation`` (case-insensitive)."""
+    return isinstance(activation, str) and activation.lower() in ACTIVATIONS
+
+
 def _canonical_activation(activation: str) -> str:
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a string, got {type(activation).__name__}")
     key = activation.lower()
-    if key not in _ALIASES:
+    if key not in ACTIVATIONS:
         raise ValueError(
             f"dead_units: unknown activation {activation!r}; expected one of 'relu', 'gelu', 'tanh', 'leaky_relu'"
         )
-    return _ALIASES[key]
+    return ACTIVATIONS[key]
 
 
 @functools.partial(jax.jit, static_argnames=("activation",))

@@ -1,7 +1,7 @@
-"""Private helpers: view a pytree->pytree linear operator as a flat vector->vector operator."""
+"""A pytree->pytree linear operator viewed as a flat vector->vector operator (what Lanczos, Hutchinson and SLQ
+iterate on: ``[n]`` vectors in ``ravel_pytree(like)`` order)."""
 from __future__ import annotations
 
-import operator
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -12,6 +12,8 @@ PyTree = Any
 
 
 class FlatOperator(NamedTuple):
+    """``matvec`` on flat ``[n]`` vectors of the working ``dtype``; ``unravel`` maps one back to the pytree."""
+
     n: int
     dtype: Any  # working dtype: float64 if the parameters are float64, else float32
     like_dtype: Any  # dtype ravel_pytree(like) produces (what unravel expects)
@@ -20,6 +22,7 @@ class FlatOperator(NamedTuple):
 
 
 def working_dtype(dtype) -> Any:
+    """float64 for float64 parameters, else float32; TypeError for non-floating dtypes."""
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"expected floating-point parameters (float32 or float64), got dtype {dtype}")
     return jnp.float64 if dtype == jnp.float64 else jnp.float32
@@ -43,15 +46,3 @@ def flatten_operator(matvec: Callable[[PyTree], PyTree], like: PyTree) -> FlatOp
         return out_flat.astype(dtype)
 
     return FlatOperator(flat.shape[0], dtype, like_dtype, unravel, matvec_flat)
-
-
-def check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a Python int (it sets a shape or loop count), got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a Python int (it sets a shape or loop count), got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value

@@ -1,0 +1,163 @@
+"""Policy-gradient subspaces over a training run's snapshots (Schneider et al., ICLR 2024; reference
+``landscapes-and-subspaces.md`` B.2-B.5): :func:`analyse_run`, the library side of ``experiments/subspaces.py``.
+
+A module of its own because it is a different concept from :mod:`rlland.curvature.analysis`: that module is the
+math of ONE seed's snapshot (pure, jittable functions of a state and a key); this one is the host side of a whole
+run (which snapshots and seeds, loading them, one compile per big-batch size, comparing eigenbases across
+snapshots, writing the file), i.e. I/O and state kept between snapshots. The file is :mod:`rlland.curvature.layout`,
+the figures :mod:`rlland.curvature.figures`.
+
+For every selected snapshot (a host loop over snapshots, in increasing step order: I/O and memory only), all
+selected seeds are one ``jit(vmap(rlland.curvature.analyse_snapshot))`` over the seed axis (placed over the local
+devices): the actor (``policy_loss``) and critic (``value_function_loss``) Hessians' top-k eigenpairs by Lanczos,
+the true- and estimated-gradient subspace fractions, and the ``combined_loss`` (merged eigenbasis;
+``config.combined``). The bases of the overlap reference steps t1 stay on the device, and every later snapshot t2
+is compared with each of them (``subspace_overlap``, B.4). Data and noise handling: :mod:`rlland.curvature.analysis`.
+The kernel is compiled once per distinct big-batch size (the whole replay buffer grows until it is full, so early
+snapshots of a TD3 / SAC run may each compile; a fixed ``config.num_samples`` compiles once); compile time is
+reported apart from run time. Analysis keys: :func:`snapshot_keys` (a seed's result does not depend on which
+other seeds are selected). The config's keys are those of ``configs/subspaces.py``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rlland import runs, sharding
+from rlland.buffers import check_fits
+from rlland.curvature import figures, layout
+from rlland.curvature.analysis import analyse_snapshot, on_policy_rollouts, resolve_subspace_sizes
+from rlland.curvature.subspace import subspace_overlap
+
+ON_POLICY_SAMPLES = 1_000_000  # PPO's big batch when config.num_samples is 0: 10^6 fresh samples (B.2)
+
+
+def snapshot_keys(seed: int, step: int, seeds) -> jax.Array:
+    """The analysis key of each selected seed at ``step``: ``fold_in(fold_in(PRNGKey(seed), step), seed_index)``."""
+    root = jax.random.fold_in(jax.random.PRNGKey(seed), step)
+    return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.asarray(seeds))
+
+
+def resolve_num_samples(c: ml_collections.ConfigDict, agent, states) -> int:
+    """The static big-batch size for this snapshot (``config.num_samples``, see configs/subspaces.py).
+
+    On-policy: whole rollouts covering ``num_samples`` (0: ``ON_POLICY_SAMPLES``). Off-policy: ``num_samples``
+    capped to the replay size shared by all seeds (0: the whole valid buffer), cut to whole ``chunk_size`` chunks.
+    """
+    if not agent.is_off_policy:
+        n = int(c.num_samples) or ON_POLICY_SAMPLES
+        return on_policy_rollouts(agent, n) * int(agent.config.unroll_length) * int(agent.config.num_envs)
+    sizes = np.unique(np.asarray(states.buffer.size))
+    if sizes.size != 1:
+        raise ValueError(f"seeds hold different replay sizes {sizes.tolist()}; analyse them separately")
+    size = int(sizes[0])
+    if size < 1:
+        raise ValueError("the snapshot's replay buffer is empty (step 0?): nothing to take the losses on")
+    n = min(int(c.num_samples), size) if c.num_samples else size
+    if c.chunk_size and n % int(c.chunk_size):
+        n -= n % int(c.chunk_size)  # whole chunks only
+        if n == 0:
+            raise ValueError(f"chunk_size {c.chunk_size} exceeds the replay size {size}")
+    return n
+
+
+def _selected_steps(c: ml_collections.ConfigDict, run_dir: str) -> tuple[list[int], list[int]]:
+    """``(steps, t1_steps)``: the snapshots to analyse and the overlap reference steps among them."""
+    available = runs.snapshot_steps(run_dir)
+    steps = sorted({int(s) for s in c.steps}) if c.steps else available
+    missing = [s for s in steps if s not in available]
+    if not steps or missing:
+        raise ValueError(f"{run_dir}: snapshots {missing or 'none'} not available; it has {available}")
+    t1_steps = sorted({int(s) for s in c.overlap_steps}) if c.overlap_steps else steps
+    bad_t1 = [s for s in t1_steps if s not in steps]
+    if bad_t1:
+        raise ValueError(f"overlap_steps {bad_t1} are not among the analysed snapshots {steps}")
+    return steps, t1_steps
+
+
+def _snapshot_fn(agent, c: ml_collections.ConfigDict, ks: tuple[int, ...], num_samples: int):
+    """``(state, key) -> analyse_snapshot(...)`` for one seed, every size static."""
+    return partial(analyse_snapshot, agent, k=int(c.k), num_iters=int(c.num_iters), ks=ks, num_samples=num_samples,
+                   num_minibatches=int(c.num_minibatches), minibatch_size=int(c.minibatch_size),
+                   chunk_size=int(c.chunk_size), combined=bool(c.combined))
+
+
+def _step_summary(host: dict, ks) -> str:
+    return "  ".join(f"{loss}: lambda_1 {np.mean(o['eigenvalues'][:, 0]):.3g}, true fraction at k="
+                     f"{layout.levels(ks, o['eigenvalues'].shape[-1])[-1]} {np.nanmean(o['true_gradient'][:, -1]):.3f}"
+                     for loss, o in host.items())
+
+
+def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,
+                compiler_options: dict | None = None) -> str:
+    """Run the analysis of the module docstring on ``run_dir``; writes ``<run_dir>/subspaces.h5`` (layout:
+    :mod:`rlland.curvature.layout`) and, with ``c.figures``, the figures; returns the h5 path.
+
+    ``c``: a ``configs/subspaces.py`` config. ``compiler_options`` go to XLA when the kernel is compiled (tests pass
+    cheap-compile CPU options). Raises ValueError for snapshots, seeds or sizes the run cannot give.
+    """
+    log = print if verbose else (lambda *a, **k: None)
+    run_config, _, agent = runs.load_run(run_dir)
+    steps, t1_steps = _selected_steps(c, run_dir)
+    ks = tuple(int(x) for x in c.ks)
+    resolve_subspace_sizes(1, int(c.k), int(c.num_iters), ks)  # validate k, num_iters, ks early
+    if len(set(c.seeds)) != len(c.seeds):
+        raise ValueError(f"seeds must be distinct indices of the run's seeds, got {list(c.seeds)}")
+
+    kernels, overlap_fns, bases = {}, {}, {}
+    compile_seconds = run_seconds = 0.0
+    T = len(steps)
+    per_step, num_samples_used, seeds = [], [], None
+    overlaps: dict[tuple[int, str], np.ndarray] = {}  # (t1, loss) -> [S, T, len(ks_loss)]
+    for j, step in enumerate(steps):
+        snapshot = runs.load_snapshot(run_dir, step, agent, config=run_config)
+        states, seeds = runs.select_seeds(snapshot, c.seeds, run_config.num_seeds)
+        S = len(seeds)
+        states = sharding.shard_seeds(states, S)
+        keys = snapshot_keys(int(c.seed), step, seeds)
+        n = resolve_num_samples(c, agent, states)
+        num_samples_used.append(n)
+        if n not in kernels:
+            t0 = time.perf_counter()
+            kernels[n] = jax.jit(jax.vmap(_snapshot_fn(agent, c, ks, n))).lower(states, keys).compile(
+                compiler_options)
+            compile_seconds += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(kernels[n](states, keys))
+        run_seconds += time.perf_counter() - t0
+        if step in t1_steps:
+            nbytes = sum(o["eigenvectors"].nbytes for o in out.values())
+            check_fits(nbytes * (len(bases) + 1), f"the eigenbases of {len(bases) + 1} overlap reference steps")
+            bases[step] = {loss: o["eigenvectors"] for loss, o in out.items()}
+        for t1, basis in bases.items():  # B.4: this snapshot (t2) against every reference step t1 <= t2
+            for loss, o in out.items():
+                ks_loss = layout.levels(ks, o["eigenvalues"].shape[-1])
+                if ks_loss not in overlap_fns:
+                    overlap_fns[ks_loss] = jax.jit(jax.vmap(partial(subspace_overlap, ks=list(ks_loss))))
+                arr = overlaps.setdefault((t1, loss), np.full((S, T, len(ks_loss)), np.nan, np.float32))
+                arr[:, j] = np.asarray(overlap_fns[ks_loss](basis[loss], o["eigenvectors"]))
+        host = {loss: {k: np.asarray(v) for k, v in o.items() if k != "eigenvectors"} for loss, o in out.items()}
+        for loss, o in host.items():
+            if not np.all(np.isfinite(o["loss"])):
+                log(f"warning: non-finite {loss} at step {step} for seeds "
+                    f"{[s for s, v in zip(seeds, o['loss']) if not np.isfinite(v)]}: its results are NaN")
+        per_step.append(host)
+        log(f"step {step} ({S} seeds, {n} samples): {_step_summary(host, ks)}")
+
+    num_parameters = {loss: int(o["eigenvectors"].shape[-1]) for loss, o in out.items()}
+    datasets = layout.collect(per_step, overlaps, steps, seeds, num_samples_used, ks, num_parameters)
+    attrs = {"config": c.to_dict(), "run_dir": os.path.abspath(run_dir), "algo": run_config.algo,
+             "env": run_config.env.name, "compile_seconds": compile_seconds, "run_seconds": run_seconds}
+    path = os.path.join(run_dir, layout.FILE_NAME)
+    layout.write_h5(path, datasets, attrs)
+    log(f"wrote {path} (compile {compile_seconds:.1f}s, run {run_seconds:.1f}s)")
+    if c.figures:
+        for fig_path in figures.figures(datasets, run_dir, tuple(int(x) for x in c.figure_ks)):
+            log(f"wrote {fig_path}")
+    return path

@@ -10,13 +10,12 @@
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from rlland import cli
 from rlland.regions import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "regions.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "regions analysis config file (path[:study|quick])")
+_CONFIG = cli.define_config(_DEFAULT, "regions analysis config file (path[:study|quick])")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experiments/train.py", required=True)
 
 

@@ -11,12 +11,11 @@ A mistyped override (``--config.agent.learning_rat=...``) stops before anything 
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from rlland import cli, train
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "train.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "training config file (path[:algo/env])")
+_CONFIG = cli.define_config(_DEFAULT, "training config file (path[:algo/env])")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory (default: config.run_dir or runs/<algo>-<env>-seed<s>)")
 _FORCE = flags.DEFINE_bool("force", False, "resume a run directory even if its config differs")
 

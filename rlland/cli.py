@@ -20,6 +20,7 @@ if "--verbose" in sys.argv:  # before rlland imports brax (import-time output, s
 os.environ.setdefault("MPLBACKEND", "Agg")  # scripts write figures to files; notebooks keep their backend
 
 from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser  # noqa: E402
 
 from rlland import quiet  # noqa: E402
@@ -69,6 +70,17 @@ def unknown_override(argv, default: str | None) -> str | None:
                         f"{', '.join(sorted(keys))}")
             node, seen = node[key], f"{seen}.{key}"
     return None
+
+
+def define_config(default: str, help_text: str):
+    """``config_flags.DEFINE_config_file("config", default, help_text)``, with a mistyped ``--config.<key>``
+    reported as one line listing the valid keys (ml_collections applies overrides while the flag is defined,
+    so the check has to come first)."""
+    message = unknown_override(sys.argv[1:], default)
+    if message is not None:
+        sys.stderr.write(f"FATAL Flags parsing error: {message}\n")
+        sys.exit(1)
+    return config_flags.DEFINE_config_file("config", default, help_text)
 
 
 def flags_parser(default_config: str | None):

@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from rlland.landscape.purd import ReturnFn, UpdateFn, _positive_int, post_update_returns
+from rlland.validation import positive_int
+from rlland.landscape.purd import ReturnFn, UpdateFn, post_update_returns
 
 DEFAULT_PARTS = ("actor", "obs_norm")
 
@@ -72,7 +73,7 @@ def interpolate(params_a, params_b, alphas, parts: Sequence[str] | None = DEFAUL
 
 def interpolation_alphas(num_points: int) -> jax.Array:
     """``linspace(0, 1, num_points)`` (endpoint included, as the original)."""
-    num_points = _positive_int("num_points", num_points)
+    num_points = positive_int("num_points", num_points)
     return jnp.linspace(0.0, 1.0, num_points) if num_points > 1 else jnp.zeros((1,))
 
 
@@ -94,7 +95,7 @@ def interpolation_purd(update_fn: UpdateFn, return_fn: ReturnFn, params_a, param
     alphas = interpolation_alphas(num_points)
     num_points = alphas.shape[0]
     if points_chunk_size is not None:
-        points_chunk_size = _positive_int("points_chunk_size", points_chunk_size)
+        points_chunk_size = positive_int("points_chunk_size", points_chunk_size)
     keys = (jnp.broadcast_to(key, (num_points,) + key.shape) if common_random_numbers
             else jax.random.split(key, num_points))
 

@@ -23,7 +23,9 @@ PURD layout (:func:`write_purd_h5`, ``rlland_layout = "purd"``)::
 
     /<name>/undiscounted   float32 [..., num_samples]   e.g. [num_seeds, num_samples] or [num_samples]
     /<name>/discounted     float32 [..., num_samples]
-    /<name>.attrs          per-group attributes (operator, step, seeds, ...)
+    /<name>/pre_update, mean, std, ltp, cvar   float32 [...]   (written by rlland.landscape.analysis.analyse_purd:
+                           the return before the update, and the PURD's mean, std, LTP and CVaR_alpha per seed)
+    /<name>.attrs          per-group attributes (operator, step, seeds, settings, ...)
 
 Both arrays are stored (the original's main dataset was the discounted one, A.4 QUIRK: use ``undiscounted`` for
 LTP / CVaR).

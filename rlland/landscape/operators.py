@@ -26,10 +26,10 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from rlland.validation import positive_int
 import jax
 import jax.numpy as jnp
 
-from rlland.landscape.purd import _positive_int
 
 _BUILDER_MARK = "_rlland_update_builder"
 
@@ -86,7 +86,7 @@ def _check_agent(agent, names: tuple[str, ...], what: str) -> None:
 def _actor_step(agent, snapshot, learning_rate, batch_size, hparams, name) -> UpdateOperator:
     hp = _hparams(snapshot, learning_rate, hparams)
     buffer = _field(snapshot, "buffer")
-    batch_size = agent.config.batch_size if batch_size is None else _positive_int("batch_size", batch_size)
+    batch_size = agent.config.batch_size if batch_size is None else positive_int("batch_size", batch_size)
 
     def step(params, opt_state, key):
         k_batch, k_noise = jax.random.split(key)

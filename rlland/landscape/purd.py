@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from rlland.validation import positive_int
 import jax
 import jax.numpy as jnp
 
@@ -44,15 +45,6 @@ if TYPE_CHECKING:  # rlland.envs pulls in brax: imported where used, so `from rl
 
 UpdateFn = Callable[[Any, jax.Array], Any]  # (params, key) -> params'
 ReturnFn = Callable[[Any, jax.Array], Any]  # (params, key) -> rlland.evaluate.EpisodeResult
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be a positive int (it sets a shape), got {value!r}")
-    value = int(value.__index__())
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 def _as_returns(result) -> dict[str, jax.Array]:
@@ -81,9 +73,9 @@ def post_update_returns(update_fn: UpdateFn, return_fn: ReturnFn, params, key: j
     ``batch_size``, A.4). ``num_samples`` and ``chunk_size`` are static. Pure and traceable: jit it, vmap it over
     seeds / snapshots.
     """
-    num_samples = _positive_int("num_samples", num_samples)
+    num_samples = positive_int("num_samples", num_samples)
     if chunk_size is not None:
-        chunk_size = _positive_int("chunk_size", chunk_size)
+        chunk_size = positive_int("chunk_size", chunk_size)
         if chunk_size >= num_samples:
             chunk_size = None
     if not callable(update_fn) or not callable(return_fn):
@@ -106,7 +98,7 @@ def evaluation_env(env: "Env", fixed_start: bool = True, episode_length: int | N
     backend are not carried over: pass your own ``Env`` to :func:`policy_returns` for those)."""
     from rlland.envs import BraxCore, Env
 
-    length = env.episode_length if episode_length is None else _positive_int("episode_length", episode_length)
+    length = env.episode_length if episode_length is None else positive_int("episode_length", episode_length)
     core = env.core
     if bool(fixed_start) != env.fixed_start and isinstance(core, BraxCore):
         core = BraxCore(env.name, core.env.backend, fixed_start=bool(fixed_start))
@@ -132,11 +124,11 @@ def policy_returns(agent, env: "Env | None" = None, deterministic: bool = True, 
     from rlland import evaluate
     from rlland.envs import Env
 
-    num_episodes = _positive_int("num_episodes", num_episodes)
+    num_episodes = positive_int("num_episodes", num_episodes)
     if env is None:
         env = evaluation_env(agent.env, fixed_start, episode_length)
     elif episode_length is not None:
-        env = Env(env.core, env.name, _positive_int("episode_length", episode_length), env.fixed_start)
+        env = Env(env.core, env.name, positive_int("episode_length", episode_length), env.fixed_start)
 
     def return_fn(params, key):
         policy = evaluate.agent_policy(agent, params, deterministic)

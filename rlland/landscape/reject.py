@@ -42,9 +42,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from rlland.validation import positive_int
 from rlland.landscape import stats
 from rlland.landscape.operators import default_operator
-from rlland.landscape.purd import ReturnFn, _positive_int, policy_returns, post_update_returns
+from rlland.landscape.purd import ReturnFn, policy_returns, post_update_returns
 
 HEURISTICS = ("cvar", "ltp", "none")
 
@@ -109,9 +110,9 @@ def reject_train(agent, state, key: jax.Array, max_steps: int, check_interval: i
     ``proposal_ltp``, ``proposal_cvar`` of the PURD just evaluated, ``accepted`` (bool; True at entry 0),
     ``proposals`` (proposals made so far) and ``updates`` (the kept state's gradient-update counter).
     """
-    max_steps = _positive_int("max_steps", max_steps)
-    check_interval = _positive_int("check_interval", check_interval)
-    num_samples = _positive_int("num_samples", num_samples)
+    max_steps = positive_int("max_steps", max_steps)
+    check_interval = positive_int("check_interval", check_interval)
+    num_samples = positive_int("num_samples", num_samples)
     if max_steps % check_interval:
         raise ValueError(f"max_steps ({max_steps}) must be a multiple of check_interval ({check_interval})")
     if not callable(heuristic) and heuristic not in HEURISTICS:

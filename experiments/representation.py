@@ -8,13 +8,14 @@ figures of feature rank, dead units, trust region and plasticity by `rlland.repr
 """
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
+
+from rlland import cli
 
 from rlland.representation import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "representation.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "representation analysis config (path[:quick])")
+_CONFIG = cli.define_config(_DEFAULT, "representation analysis config (path[:quick])")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experiments/train.py", required=True)
 
 
@@ -25,4 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(main, _DEFAULT)

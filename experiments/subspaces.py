@@ -8,13 +8,14 @@ line of `rlland.curvature.run_analysis.analyse_run` (what it computes; the ``sub
 """
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
+
+from rlland import cli
 
 from rlland.curvature import layout, run_analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "subspaces.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "subspace analysis config file (path[:study|quick])")
+_CONFIG = cli.define_config(_DEFAULT, "subspace analysis config file (path[:study|quick])")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experiments/train.py", required=True)
 
 
@@ -25,4 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(main, _DEFAULT)

@@ -10,7 +10,6 @@ import os
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -61,13 +60,18 @@ def test_plasticity_finite_and_vmaps_over_seeds(agent, probe):
 
 
 def test_plasticity_of_the_twin_itself_is_zero(agent, probe):
-    """A snapshot equal to the twin (same key split as the probe's) fits nothing: every loss is exactly 0."""
+    """A snapshot equal to the twin (same key split as the probe's) fits nothing: every loss is 0 up to rounding.
+
+    Not exactly 0: the snapshot's outputs (the targets) and the twin's are two forward passes of the same weights
+    that XLA may compile differently (fusion order depends on the compile mode; a fresh clone with a cold cache
+    gave 8.9e-16), so they agree to float32 rounding; a squared error of such differences is far below 1e-10,
+    while any real fitting would give losses of order 1e-3 and up (see the test above)."""
     keys = jax.random.split(jax.random.PRNGKey(2), 2)
     twins = jax.vmap(lambda k: agent.init_networks(*jax.random.split(k, 4)[:2]))(keys)
     hp = jax.vmap(lambda _: agent.hparams())(keys)
     out = jax.device_get(probe(twins, keys, hp))
     for k, v in out.items():
-        np.testing.assert_array_equal(v, 0.0, err_msg=k)
+        np.testing.assert_array_less(np.abs(v), 1e-10, err_msg=k)
 
 
 def test_plasticity_needs_a_value_critic():

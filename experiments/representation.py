@@ -11,7 +11,6 @@ import os
 from absl import flags
 
 from rlland import cli
-
 from rlland.representation import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "representation.py")

@@ -28,7 +28,7 @@ def base(algo: str, env: str) -> ml_collections.ConfigDict:
     c.force = False
     c.progress = True
     c.on_divergence = "continue"  # a seed with non-finite params or losses is flagged; "stop" ends the run
-    c.wandb = ml_collections.ConfigDict(dict(mode="offline", project="rlland"))
+    c.wandb = ml_collections.ConfigDict(dict(mode="offline", project="rlland", console=False))  # console: wandb output
     return c
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from typing import Any
 
 import jax
@@ -55,6 +56,21 @@ def read_config(run_dir: str) -> ml_collections.ConfigDict:
 
 def write_config(run_dir: str, config: Any) -> None:
     write_json_atomic(os.path.join(run_dir, CONFIG_FILE), jsonable(config))
+
+
+def run_id(run_dir: str) -> str:
+    """The run directory's stable id (a random hex string in ``<run_dir>/run_id``, created on first use): what
+    wandb ids are made of, so two directories that share a basename never share ids."""
+    path = os.path.join(run_dir, "run_id")
+    if os.path.exists(path):
+        with open(path) as f:
+            return f.read().strip()
+    new = uuid.uuid4().hex[:12]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new + "\n")
+    os.replace(tmp, path)
+    return new
 
 
 def config_differences(old: dict, new: dict, resumable=RESUMABLE_CHANGES) -> list[tuple[str, Any, Any]]:

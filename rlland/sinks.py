@@ -91,25 +91,37 @@ WANDB_MODES = ("online", "offline", "disabled")
 
 
 class WandbSink:
-    """One wandb run per seed, grouped under the experiment; ``mode`` online | offline | disabled."""
+    """One wandb run per seed, grouped under the experiment; ``mode`` online | offline | disabled.
+
+    Run ids are ``<run_id>-seed<i>`` with ``run_id`` the run directory's stable id (`rlland.runs.run_id`), so two
+    directories with the same basename never share a wandb run and a resumed directory logs to the same ids
+    (in offline mode wandb still writes one offline folder per session; ``wandb sync`` merges them by id). Every
+    row is committed as it is logged, so a kill loses no logged step. wandb's console output (sparklines,
+    summaries) is off unless ``console``.
+    """
 
     def __init__(self, run_dir: str, group: str, num_seeds: int, config: dict, mode: str = "offline",
-                 project: str = "rlland", entity: str | None = None):
+                 project: str = "rlland", entity: str | None = None, run_id: str | None = None,
+                 console: bool = False):
         self.runs = []
         if mode == "disabled":
             return
         import wandb
 
         os.makedirs(os.path.join(run_dir, "wandb"), exist_ok=True)
+        settings = wandb.Settings(console="auto" if console else "off", quiet=not console,
+                                  show_info=console, show_warnings=console)
+        prefix = run_id or group
         for seed in range(num_seeds):
             self.runs.append(wandb.init(project=project, entity=entity or None, group=group, name=f"seed{seed}",
-                                        id=f"{group}-seed{seed}", dir=run_dir, mode=mode, resume="allow",
-                                        config=config | {"seed_index": seed}, reinit="create_new"))
+                                        id=f"{prefix}-seed{seed}", dir=run_dir, mode=mode, resume="allow",
+                                        config=config | {"seed_index": seed}, reinit="create_new",
+                                        settings=settings))
 
     def log(self, step: int, per_seed: dict[str, np.ndarray]) -> None:
         """``per_seed`` maps metric names to arrays with a leading seed axis."""
         for seed, run in enumerate(self.runs):
-            run.log({k: float(np.asarray(v)[seed]) for k, v in per_seed.items()}, step=int(step))
+            run.log({k: float(np.asarray(v)[seed]) for k, v in per_seed.items()}, step=int(step), commit=True)
 
     def finish(self) -> None:
         for run in self.runs:

@@ -231,7 +231,8 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
         return text + (f" ({len(tracker.diverged)} diverged)" if tracker.diverged else "")
 
     sink = sinks.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds, config_json,
-                           mode=config.wandb.mode, project=config.wandb.project)
+                           mode=config.wandb.mode, project=config.wandb.project, run_id=runs.run_id(run_dir),
+                           console=config.wandb.get("console", False))
     bar = loop.progress_bar(config.total_steps, step, "step", f"{config.algo}/{config.env.name} x{config.num_seeds}",
                             config.get("progress", True))
     bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")

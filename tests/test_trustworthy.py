@@ -147,3 +147,11 @@ def test_ppo_memory_is_checked_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"PPO rollouts \(4 envs x 8 steps\) needs .* GiB.*reduce num_seeds"):
         train.run(config, run_dir=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_run_ids_are_stable_and_not_the_basename(tmp_path):
+    a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    ia, ib = runs.run_id(str(a)), runs.run_id(str(b))
+    assert ia != ib and runs.run_id(str(a)) == ia  # same basename, different wandb ids; stable on resume

@@ -2,7 +2,9 @@
 cma_mega_td3_es, me_es} and task in {hopper, walker2d, halfcheetah, ant}; ``<algo>/<task>/quick`` (or just
 ``quick`` = ``pga_me/hopper/quick``) is a small run that finishes in minutes on a 2-core CPU (mostly compile time).
 
-Defaults are the differentiable-QD study's (Tjanaka et al. 2022, dqd-rl; reference C), ported to Brax:
+Defaults are the differentiable-QD study's (Tjanaka et al. 2022, dqd-rl; reference C), ported to Brax. The
+algorithms' settings are read from their modules' settings dataclasses (``<module>.default_config()``, one
+place for every default); the values below are documentation:
   * archive grids (C.1): hopper 1000 cells (1-D), walker2d and halfcheetah 32 x 32, ant 6^4; descriptors =
     foot-contact proportions in [0, 1];
   * budget (C.2): 1,000,000 evaluations, 100 per generation -> 10,000 generations (the initial population
@@ -37,10 +39,15 @@ Override anything on the command line, e.g. ``--config.num_seeds=2 --config.pga.
 """
 import ml_collections
 
+from rlland.qd import cma_mega, map_elites, me_es, pga
+
 ALGOS = ("map_elites", "pga_me", "cma_mega_es", "cma_mega_td3_es", "me_es")
 TASKS = ("hopper", "walker2d", "halfcheetah", "ant")
 GRIDS = {"hopper": (1000,), "walker2d": (32, 32), "halfcheetah": (32, 32), "ant": (6, 6, 6, 6)}
 REWARD_OFFSET = {"ant": 3.24, "halfcheetah": 9.231, "hopper": 0.9, "walker2d": 1.413}  # QDax, per step
+# the algorithms' defaults live in their modules (settings dataclasses); these read them
+BATCH_SIZE = {"map_elites": map_elites.BATCH_SIZE, "pga_me": pga.BATCH_SIZE, "cma_mega_es": cma_mega.BATCH_SIZE,
+              "cma_mega_td3_es": cma_mega.BATCH_SIZE, "me_es": me_es.BATCH_SIZE}
 
 
 def base(algo: str, task: str) -> ml_collections.ConfigDict:
@@ -53,33 +60,17 @@ def base(algo: str, task: str) -> ml_collections.ConfigDict:
     c.task = ml_collections.ConfigDict(dict(name=task, episode_length=1000, hidden_sizes=(128, 128),
                                             backend="spring", random_init=True))
     c.archive = ml_collections.ConfigDict(dict(grid_shape=GRIDS[task]))
-    c.batch_size = 100
+    c.batch_size = BATCH_SIZE[algo]  # evaluations per generation (CMA-MEGA: the emission batch; ME-ES: ES rollouts)
     c.total_evals = 1_000_000
-    c.generations_per_chunk = 100
+    c.generations_per_chunk = 50 if algo == "me_es" else 100
     c.checkpoint_every = 10  # chunks
     c.keep_checkpoints = 2
     # QD score = sum over elites of (f - f_min); follows the episode length unless overridden
     c.f_min = c.task.get_ref("episode_length") * (-REWARD_OFFSET[task])
-    c.emitter = ml_collections.ConfigDict(dict(name="gaussian", sigma=0.02))  # MAP-Elites only
-    c.pga = ml_collections.ConfigDict(dict(
-        proportion_ga=0.5, num_critic_training_steps=300, num_pg_training_steps=10, replay_buffer_size=1_000_000,
-        transitions_batch_size=256, critic_hidden_sizes=(256, 256), policy_delay=2,
-        critic_learning_rate=3e-4, greedy_learning_rate=3e-4, policy_learning_rate=1e-3, gamma=0.99, tau=0.005,
-        policy_noise=0.2, noise_clip=0.5, iso_sigma=0.005, line_sigma=0.05))
-    # CMA-MEGA (ES) and CMA-MEGA (TD3, ES), reference C.3: rlland.qd.cma_mega (the TD3 critic uses c.pga's TD3 keys)
-    c.cma_mega = ml_collections.ConfigDict(dict(
-        mu=49, num_samples=100, sample_sigma=0.02, sigma_g=1.0, learning_rate=1.0, restart_rule="no_improvement",
-        abs_objective=False, num_critic_training_steps=600, pg_batch_size=65_536))
-    if algo in ("cma_mega_es", "cma_mega_td3_es"):
-        c.batch_size = 99  # emission batch (TD3: 98 CMA-ES + the greedy actor): 1 + 100 + 99 = 200 evals/generation
-    # ME-ES, reference C.3: rlland.qd.me_es
-    c.me_es = ml_collections.ConfigDict(dict(
-        sigma=0.02, learning_rate=0.01, l2_coeff=0.005, nb_consecutive_steps=10, novelty_k=10, action_noise=0.01,
-        obs_norm=True, explore_strategy="novelty_bias", exploit_strategy="best2inlast5_or_best",
-        explore_exploit="robin", count_archive_evals=False))
-    if algo == "me_es":
-        c.batch_size = 200  # ES rollouts per iteration: 100 workers x 2 mirrored -> 5000 iterations for 1M evals
-        c.generations_per_chunk = 50
+    c.emitter = map_elites.default_config()  # MAP-Elites: rlland.qd.map_elites, rlland.qd.emitters
+    c.pga = pga.default_config()  # PGA-ME: rlland.qd.pga (CMA-MEGA (TD3, ES) reads its TD3 keys)
+    c.cma_mega = cma_mega.default_config()  # CMA-MEGA (ES) and (TD3, ES): rlland.qd.cma_mega
+    c.me_es = me_es.default_config()  # ME-ES: rlland.qd.me_es
     c.robustness = ml_collections.ConfigDict(dict(num_episodes=10, every_chunk=True, block_size=100))
     c.compiler_options = ml_collections.ConfigDict()  # XLA options for every kernel (see rlland.qd.driver.kernels)
     c.seed = 0

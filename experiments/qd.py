@@ -1,4 +1,5 @@
-"""Quality-diversity runs (MAP-Elites, PGA-ME) on the Brax QD tasks, seeds vmapped, from an ml_collections config.
+"""Quality-diversity runs (MAP-Elites, PGA-ME, CMA-MEGA (ES), CMA-MEGA (TD3, ES), ME-ES) on the Brax QD tasks,
+seeds vmapped, from an ml_collections config.
 
     python experiments/qd.py                                         # the quick PGA-ME hopper run
     python experiments/qd.py --config=configs/qd.py:pga_me/hopper    # the study's PGA-ME hopper (1M evaluations)

@@ -219,17 +219,17 @@ def test_emitters():
     parents = jnp.stack([jnp.full(50, 1.0), jnp.full(50, -1.0)])
     archive, _ = archive.add(parents, jnp.array([1.0, 2.0]), jnp.array([[0.1], [0.9]]))
     key = jax.random.PRNGKey(0)
-    x = qd.gaussian_emitter(archive, key, 400, qd.GaussianParams(sigma=0.1))
+    x = qd.gaussian_emitter(archive, key, 400, qd.GaussianHParams(sigma=0.1))
     assert x.shape == (400, 50)
     resid = x - jnp.sign(x.mean(axis=1, keepdims=True))  # parent is +-1 everywhere
     assert abs(float(resid.std()) - 0.1) < 0.01 and abs(float(resid.mean())) < 0.01
-    np.testing.assert_array_equal(x, qd.gaussian_emitter(archive, key, 400, qd.GaussianParams(sigma=0.1)))
+    np.testing.assert_array_equal(x, qd.gaussian_emitter(archive, key, 400, qd.GaussianHParams(sigma=0.1)))
     # Iso+LineDD with iso 0: offspring lie on the line through the two parents; defaults from the study
-    y = qd.iso_line_emitter(archive, key, 400, qd.IsoLineParams(iso_sigma=0.0, line_sigma=0.5))
+    y = qd.iso_line_emitter(archive, key, 400, qd.IsoLineHParams(iso_sigma=0.0, line_sigma=0.5))
     assert bool(jnp.all(jnp.abs(y - y[:, :1]) < 1e-6))  # x_i + t (x_j - x_i) is constant across genes here
     assert float(jnp.std(y[:, 0])) > 0.1
-    assert qd.IsoLineParams().iso_sigma == 0.005 and qd.IsoLineParams().line_sigma == 0.05
-    assert qd.GaussianParams().sigma == 0.02
+    assert qd.IsoLineHParams().iso_sigma == 0.005 and qd.IsoLineHParams().line_sigma == 0.05
+    assert qd.GaussianHParams().sigma == 0.02
     z = qd.iso_line_emitter(archive, key, 400)
     assert float(jnp.std(z - jnp.round(z))) < 0.2  # small variation around the parents with the defaults
 
@@ -243,7 +243,7 @@ def _toy_run(key):
     archive = qd.Archive.grid((5, 5), 0.0, 1.0, jnp.zeros(4))
     k0, k1, k2 = jax.random.split(key, 3)
     state, m0 = qd.map_elites_init(archive, jax.random.normal(k0, (16, 4)), k1, score_fn=toy_score,
-                                   emitter_params=qd.GaussianParams(sigma=0.3), metrics_fn=_TOY_METRICS)
+                                   emitter_hparams=qd.GaussianHParams(sigma=0.3), metrics_fn=_TOY_METRICS)
     state, ms = qd.map_elites_chunk(state, k2, 12, **_TOY_STEP)
     return state, m0, ms
 
@@ -384,7 +384,7 @@ def test_map_elites_raises_qd_score_on_hopper(hopper):
     task, score, genomes, fit, desc, _ = hopper
     archive = qd.Archive.grid((10,), 0.0, 1.0, jnp.zeros(task.genome_size))
     state, m0 = qd.map_elites_init(archive, genomes, jax.random.PRNGKey(1), score_fn=score,
-                                   emitter_params=qd.GaussianParams(sigma=0.1))
+                                   emitter_hparams=qd.GaussianHParams(sigma=0.1))
     qd0 = float(qd.metrics(state.archive, f_min=-float(T))["qd_score"])
     # eager steps around the already-compiled scoring kernel (the scan form is covered by the toy tests)
     key = jax.random.PRNGKey(2)

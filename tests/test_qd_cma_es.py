@@ -39,7 +39,7 @@ def test_truncation_weights():
     np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-6)
     raw = np.log(49.5) - np.log(np.arange(1, 50))
     np.testing.assert_allclose(w[:49], raw / raw.sum(), rtol=1e-5)
-    p = CoefficientCMAES(dim=2, population_size=99, mu=49).params
+    p = CoefficientCMAES(dim=2, population_size=99, mu=49).hparams
     np.testing.assert_allclose(p.weights, w)
     np.testing.assert_allclose(p.mu_eff, 1.0 / np.sum(w ** 2), rtol=1e-5)
 
@@ -50,7 +50,7 @@ def test_external_ranking_matches_a_minimised_fitness():
     x, state = ES.ask(state, jax.random.PRNGKey(0))
     fitness = sphere(x)
     ours = ES.tell(state, x, jnp.argsort(fitness))
-    theirs, _ = ES.es.tell(jax.random.PRNGKey(1), x, fitness, state, ES.params)
+    theirs, _ = ES.es.tell(jax.random.PRNGKey(1), x, fitness, state, ES.hparams)
     for name in ("mean", "std", "p_std", "p_c", "C", "generation_counter"):  # best_fitness is in ranks for ours
         np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-5, atol=1e-7, err_msg=name)
     # the mean moves to the truncation-weighted mean of the best MU

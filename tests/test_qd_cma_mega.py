@@ -16,7 +16,7 @@ from rlland.buffers import Transition
 from rlland.qd import driver
 from rlland.qd.cma_mega import td3_objective_gradient
 from rlland.qd.es import mirrored_noise, unit
-from rlland.qd.pga import add_valid
+from rlland.qd.genome_td3 import add_valid
 
 _spec = importlib.util.spec_from_file_location(
     "qd_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "qd.py"))
@@ -147,12 +147,11 @@ def test_td3_objective_row_is_the_actor_loss_gradient(td3_setup):
         batch = state.buffer.sample(k_pg, mega.config.pg_batch_size)
 
         def actor_loss(g):  # -mean Q1(s, pi_g(s)), written out
-            q = mega.pga.agent.critic.apply(critic, batch.obs, jax.vmap(task.policy, (None, 0))(g, batch.obs))
+            q = mega.td3.critic.apply(critic, batch.obs, jax.vmap(task.policy, (None, 0))(g, batch.obs))
             return -jnp.mean(q[..., 0])
 
         expected = jax.grad(actor_loss)(theta)
-        got = td3_objective_gradient(mega.pga, critic, state.buffer, theta, k_pg, mega.config.pg_batch_size,
-                                     state.params)
+        got = td3_objective_gradient(mega.td3, critic, state.buffer, theta, k_pg, mega.config.pg_batch_size)
         jac = mega.jacobian(state, eps, f, d, k_jac, False)
         jac0 = mega.jacobian(state, eps, f, d, k_jac, True)  # generation 0: random-normal objective row
         return expected, got, jac, jac0, theta

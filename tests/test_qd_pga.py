@@ -14,7 +14,8 @@ import pytest
 
 from rlland import qd
 from rlland.buffers import ReplayBuffer
-from rlland.qd.pga import PGAME, PGAConfig, PGAParams, add_valid
+from rlland.qd.genome_td3 import add_valid
+from rlland.qd.pga import PGAME, PGAConfig, PGAHParams
 
 T, POP, GENS = 50, 16, 5
 F_MIN = -float(T)
@@ -78,14 +79,14 @@ class ToyTask:
         return res["fitness"], res["descriptor"], {k: v for k, v in res.items() if k not in ("fitness", "descriptor")}
 
 
-def make_run(task, grid, config, params):
+def make_run(task, grid, config, hparams):
     pga = PGAME(task, config, metrics_fn=functools.partial(qd.metrics, f_min=F_MIN))
 
     def run(key):
         k0, k1, k2 = jax.random.split(key, 3)
         archive = qd.Archive.grid(grid, 0.0, 1.0, jnp.zeros(task.genome_size))
         genomes = task.init_genomes(k0, config.batch_size)
-        state, m0 = pga.init(archive, genomes * 3.0 if task.name == "hopper" else genomes, k1, params)
+        state, m0 = pga.init(archive, genomes * 3.0 if task.name == "hopper" else genomes, k1, hparams)
         state, ms = pga.chunk(state, k2, GENS)
         return state, m0, ms
 
@@ -113,7 +114,7 @@ def test_config_defaults_and_validation():
     assert (c.batch_size, c.num_ga, c.num_pg) == (100, 50, 49)  # study: 50 GA + 49 PG + 1 greedy
     assert (c.num_critic_training_steps, c.num_pg_training_steps, c.replay_buffer_size) == (300, 10, 1_000_000)
     assert (c.transitions_batch_size, c.critic_hidden_sizes, c.policy_delay) == (256, (256, 256), 2)
-    p = PGAParams()
+    p = PGAHParams()
     assert (p.critic_learning_rate, p.greedy_learning_rate, p.policy_learning_rate) == (3e-4, 3e-4, 1e-3)
     assert (p.iso_sigma, p.line_sigma, p.policy_noise, p.noise_clip, p.gamma, p.tau) == (
         0.005, 0.05, 0.2, 0.5, 0.99, 0.005)
@@ -135,7 +136,7 @@ SMALL = PGAConfig(batch_size=POP, num_critic_training_steps=20, num_pg_training_
 @pytest.fixture(scope="module")
 def hopper_pga():
     task = qd.make_task("hopper", episode_length=T, hidden_sizes=(8, 8))
-    pga, run = make_run(task, (10,), SMALL, PGAParams(iso_sigma=0.05, line_sigma=0.1))
+    pga, run = make_run(task, (10,), SMALL, PGAHParams(iso_sigma=0.05, line_sigma=0.1))
     k0, k1 = jax.random.split(jax.random.PRNGKey(3))
     keys = jnp.stack([k0, k1, k0])  # seed 0 twice: same seed -> same archive, and no cross-seed leakage
     out = jax.jit(jax.vmap(run), compiler_options=FAST_COMPILE)(keys)
@@ -183,9 +184,9 @@ def test_pg_variation_ascends_q1(hopper_pga):
 
     @jax.jit
     def q1_gain(lr):
-        params = one.params.replace(policy_learning_rate=lr)
-        child = pga.pg_variation(one.td3["critic"], one.buffer, parent, jax.random.PRNGKey(1), params)
-        q1 = lambda g: -pga.agent.actor_loss({"actor": g, "critic": one.td3["critic"]}, batch, None, {})[0]  # noqa
+        hparams = one.hparams.replace(policy_learning_rate=lr)
+        child = pga.pg_variation(one.td3["critic"], one.buffer, parent, jax.random.PRNGKey(1), hparams)
+        q1 = lambda g: -pga.td3.actor_loss({"actor": g, "critic": one.td3["critic"]}, batch, None, {})[0]  # noqa
         return q1(child) - q1(parent), jnp.abs(child - parent).max()
 
     gain, moved = q1_gain(jnp.float32(1e-3))
@@ -211,7 +212,7 @@ def test_pga_me_vmap_over_seeds_equals_single_runs():
     task = ToyTask()
     config = dataclasses.replace(SMALL, batch_size=8, replay_buffer_size=8 * 8 * (GENS + 1),
                                  transitions_batch_size=32, critic_hidden_sizes=(16,))
-    _, run = make_run(task, (4, 4), config, PGAParams())
+    _, run = make_run(task, (4, 4), config, PGAHParams())
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     vstate, _, vms = jax.jit(jax.vmap(run), compiler_options=FAST_COMPILE)(keys)
     single = jax.jit(run, compiler_options=FAST_COMPILE)

@@ -14,8 +14,13 @@ Correct-by-construction choices where the study's code differs (QUIRKs in the re
 * each seed samples its own minibatch indices (the study shares one index set across its 20 seeds);
 * exploration noise comes from the seed's JAX key (the study draws it from numpy's global RNG);
 * the target actor is part of ``params`` and so of every snapshot (the study's training did not save it).
+
+The losses are `make_td3_losses` over the networks' apply functions (the pattern of Brax's ``make_losses`` and
+QDax's ``make_td3_loss_fn``), so PGA-ME and CMA-MEGA (TD3, ES) reuse them with a genome policy as the actor.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +30,10 @@ from rlland import networks
 from rlland.agents.base import HParams, adam, descend, polyak
 from rlland.agents.off_policy import OffPolicyAgent
 from rlland.seed_axis import seed_cond
+from rlland.types import LossFn, Params
+from rlland.validation import require_choice
+
+ACTOR_Q = ("min", "q1")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -39,6 +48,48 @@ def default_config() -> ml_collections.ConfigDict:
     ))
 
 
+def make_td3_losses(actor_apply: Callable, critic_apply: Callable, actor_q: str = "min",
+                    normalize: Callable | None = None) -> tuple[LossFn, LossFn]:
+    """``(critic_loss, actor_loss)``, pure functions ``(params, batch, key, hp) -> (loss, metrics)`` (module
+    docstring formulas).
+
+    ``actor_apply(actor_params, obs) -> action`` in [-1, 1]; ``critic_apply(critic_params, obs, action)`` ->
+    ``(..., 2)`` twin Q values. ``params`` holds ``actor``, ``critic``, ``target_actor``, ``target_critic``;
+    ``hp`` the traced ``gamma``, ``policy_noise``, ``noise_clip`` (the critic loss; the actor loss reads none;
+    ``key`` is the target-smoothing noise key, unused by the actor loss). ``actor_q``: "min" (the study) or
+    "q1" (Fujimoto's TD3, PGA-ME). ``normalize(params, obs)``: the network input (identity by default).
+    """
+    require_choice("td3: actor_q", actor_q, ACTOR_Q)
+    normalize = normalize or (lambda params, obs: obs)
+
+    def critic_loss(params: Params, batch, key: jax.Array, hp: HParams):
+        obs, next_obs = normalize(params, batch.obs), normalize(params, batch.next_obs)
+        noise = jnp.clip(hp["policy_noise"] * jax.random.normal(key, batch.action.shape),
+                         -hp["noise_clip"], hp["noise_clip"])
+        next_action = jnp.clip(actor_apply(params["target_actor"], next_obs) + noise, -1.0, 1.0)
+        next_q = critic_apply(params["target_critic"], next_obs, next_action).min(-1)
+        target = jax.lax.stop_gradient(batch.reward + hp["gamma"] * (1.0 - batch.terminated) * next_q)
+        q = critic_apply(params["critic"], obs, batch.action)
+        loss = ((q - target[:, None]) ** 2).sum(-1).mean()
+        return loss, {"critic_loss": loss, "q_mean": q.mean()}
+
+    def actor_loss(params: Params, batch, key: jax.Array, hp: HParams):
+        del key, hp
+        obs = normalize(params, batch.obs)
+        q = critic_apply(params["critic"], obs, actor_apply(params["actor"], obs))
+        q = q.min(-1) if actor_q == "min" else q[..., 0]
+        loss = -q.mean()
+        return loss, {"actor_loss": loss}
+
+    return critic_loss, actor_loss
+
+
+def target_update(params: Params, tau: jax.Array) -> Params:
+    """Polyak updates of both targets: ``target <- tau * online + (1 - tau) * target``."""
+    return params | {"target_actor": polyak(params["target_actor"], params["actor"], tau),
+                     "target_critic": polyak(params["target_critic"], params["critic"], tau)}
+
+
 class TD3(OffPolicyAgent):
     name = "td3"
     HPARAMS = ("learning_rate", "gamma", "tau", "policy_noise", "noise_clip", "exploration_noise")
@@ -46,11 +97,13 @@ class TD3(OffPolicyAgent):
 
     def __init__(self, env, config):
         super().__init__(env, config)
-        if config.actor_q not in ("min", "q1"):
+        if config.actor_q not in ACTOR_Q:
             raise ValueError(f"td3: config.actor_q must be 'min' or 'q1', got {config.actor_q!r}")
         c = config
         self.actor = networks.DeterministicActor(env.action_size, tuple(c.hidden_sizes), c.activation)
         self.critic = networks.TwinQCritic(tuple(c.hidden_sizes), c.activation)
+        self._critic_loss, self._actor_loss = make_td3_losses(self.actor.apply, self.critic.apply, c.actor_q,
+                                                              normalize=self.normalize)
 
     def init_params(self, key, hp):
         k_actor, k_critic = jax.random.split(key)
@@ -75,22 +128,10 @@ class TD3(OffPolicyAgent):
 
     # -- losses: pure functions of (params, batch, key, hparams) -------------------------------------------
     def critic_loss(self, params, batch, key, hp: HParams):
-        obs, next_obs = self.normalize(params, batch.obs), self.normalize(params, batch.next_obs)
-        noise = jnp.clip(hp["policy_noise"] * jax.random.normal(key, batch.action.shape),
-                         -hp["noise_clip"], hp["noise_clip"])
-        next_action = jnp.clip(self.actor.apply(params["target_actor"], next_obs) + noise, -1.0, 1.0)
-        next_q = self.critic.apply(params["target_critic"], next_obs, next_action).min(-1)
-        target = jax.lax.stop_gradient(batch.reward + hp["gamma"] * (1.0 - batch.terminated) * next_q)
-        q = self.critic.apply(params["critic"], obs, batch.action)
-        loss = ((q - target[:, None]) ** 2).sum(-1).mean()
-        return loss, {"critic_loss": loss, "q_mean": q.mean()}
+        return self._critic_loss(params, batch, key, hp)
 
     def actor_loss(self, params, batch, key, hp: HParams):
-        obs = self.normalize(params, batch.obs)
-        q = self.critic.apply(params["critic"], obs, self.actor.apply(params["actor"], obs))
-        q = q.min(-1) if self.config.actor_q == "min" else q[..., 0]
-        loss = -q.mean()
-        return loss, {"actor_loss": loss}
+        return self._actor_loss(params, batch, key, hp)
 
     # -- single update steps ---------------------------------------------------------------------------------
     def critic_update(self, params, opt_state, batch, key, hp):
@@ -101,8 +142,7 @@ class TD3(OffPolicyAgent):
         return descend("actor", lambda p: self.actor_loss(p, batch, key, hp), params, opt_state, adam(hp))
 
     def target_update(self, params, hp):
-        return params | {"target_actor": polyak(params["target_actor"], params["actor"], hp["tau"]),
-                         "target_critic": polyak(params["target_critic"], params["critic"], hp["tau"])}
+        return target_update(params, hp["tau"])
 
     def zero_metrics(self):
         return {"critic_loss": jnp.zeros(()), "q_mean": jnp.zeros(()), "actor_loss": jnp.zeros(())}

@@ -7,8 +7,9 @@
     qd.metrics(archive, f_min=...)      # study convention: sum(f - f_min); or offset=... (QDax: sum(f + offset))
     task = qd.make_task("hopper", episode_length=1000)         # fitnesses, descriptors, extras = task.score(g, key)
     pga = qd.PGAME(task, qd.PGAConfig())                       # PGA-ME: state, m = pga.init(...); pga.step(state, key)
-    mega = qd.CMAMEGA(task, qd.CMAMEGAConfig())                # CMA-MEGA (ES); (TD3, ES): td3=True, pga=PGAME(...)
-    algo = qd.me_es_algo(task, config, metrics_fn)             # ME-ES as a driver Algo (rlland.qd.me_es)
+    mega = qd.CMAMEGA(task, qd.CMAMEGAConfig())                # CMA-MEGA (ES); (TD3, ES): CMAMEGAConfig(td3=True)
+    algo = qd.me_es_algo(task, config, metrics_fn)             # every algorithm is a driver Algo in its module
+                                                               # (map_elites_algo, pga_me_algo, cma_mega_*_algo)
     qd.best_elite_robustness(task, archive, key, 10); qd.mean_elite_robustness(task, archive, key, 10)
     qd.driver.run(config)                                      # configs/qd.py, experiments/qd.py
     qd.plotting.archive_heatmap(archive)                       # 1-D, 2-D, 3-D, 4-D grid heatmaps
@@ -17,8 +18,16 @@ Specs: reference/representation-regions-qd.md parts C (dqd-rl, the study), D (QD
 """
 from rlland.qd.archive import IMPROVE_EXISTING, NEW, NOT_ADDED, AddInfo, Archive
 from rlland.qd.centroids import cvt_centroids, grid_centroids, grid_index, nearest_centroid
-from rlland.qd.emitters import GaussianParams, IsoLineParams, gaussian_emitter, iso_line_emitter
-from rlland.qd.map_elites import MapElitesState, map_elites_chunk, map_elites_init, map_elites_step
+from rlland.qd.emitters import GaussianHParams, IsoLineHParams, gaussian_emitter, iso_line_emitter
+from rlland.qd.map_elites import (
+    MapElitesState,
+    map_elites_algo,
+    map_elites_chunk,
+    map_elites_init,
+    map_elites_state,
+    map_elites_step,
+    map_elites_tell,
+)
 from rlland.qd.metrics import (
     DQD_RL_F_MIN,
     DQD_RL_MAX_OBJECTIVE,
@@ -29,15 +38,16 @@ from rlland.qd.metrics import (
 from rlland.qd.robustness import best_elite_robustness, mean_elite_robustness, reevaluate
 
 _TASK_NAMES = ("STUDY_GRID_SHAPES", "TASK_NAMES", "QDTask", "Transitions", "make_task")
-_PGA_NAMES = ("PGAME", "PGAConfig", "PGAParams", "PGAState")
-_ME_ES_NAMES = ("MEESState", "me_es_algo")
+_PGA_NAMES = ("PGAME", "PGAConfig", "PGAHParams", "PGAState", "pga_me_algo")
+_TD3_NAMES = ("GenomeTD3", "TD3Config", "TD3HParams")
+_ME_ES_NAMES = ("MEESConfig", "MEESState", "me_es_algo")
 _CMA_MEGA_NAMES = ("CMAMEGA", "CMAMEGAConfig", "CMAMEGAState", "cma_mega_es_algo", "cma_mega_td3_es_algo")
 _CMA_ES_NAMES = ("CoefficientCMAES",)
-_SUBMODULES = ("cma_es", "cma_mega", "driver", "es", "plotting", "pga", "tasks")
+_SUBMODULES = ("cma_es", "cma_mega", "driver", "es", "genome_td3", "plotting", "pga", "tasks")
 
 
 def __getattr__(name):
-    # The Brax tasks import brax and mujoco, PGA-ME imports the agents (and so brax), the driver and plots
+    # The Brax tasks import brax and mujoco, PGA-ME and GenomeTD3 import the agents (and so brax), the driver and plots
     # import orbax and matplotlib; load them only when asked for, so that archives, emitters and metrics stay
     # light to import.
     import importlib
@@ -46,6 +56,8 @@ def __getattr__(name):
         return getattr(importlib.import_module("rlland.qd.tasks"), name)
     if name in _PGA_NAMES:
         return getattr(importlib.import_module("rlland.qd.pga"), name)
+    if name in _TD3_NAMES:
+        return getattr(importlib.import_module("rlland.qd.genome_td3"), name)
     if name in _ME_ES_NAMES or name == "me_es":
         module = importlib.import_module("rlland.qd.me_es")
         return module if name == "me_es" else getattr(module, name)
@@ -67,21 +79,25 @@ __all__ = [
     "CoefficientCMAES",
     "DQD_RL_F_MIN",
     "DQD_RL_MAX_OBJECTIVE",
-    "GaussianParams",
+    "GaussianHParams",
+    "GenomeTD3",
     "IMPROVE_EXISTING",
-    "IsoLineParams",
+    "IsoLineHParams",
+    "MEESConfig",
     "MEESState",
     "MapElitesState",
     "NEW",
     "NOT_ADDED",
     "PGAConfig",
     "PGAME",
-    "PGAParams",
+    "PGAHParams",
     "PGAState",
     "QDAX_REWARD_OFFSET",
     "QDTask",
     "STUDY_GRID_SHAPES",
     "TASK_NAMES",
+    "TD3Config",
+    "TD3HParams",
     "Transitions",
     "archive_summary",
     "best_elite_robustness",
@@ -93,12 +109,16 @@ __all__ = [
     "grid_index",
     "iso_line_emitter",
     "make_task",
+    "map_elites_algo",
     "map_elites_chunk",
     "map_elites_init",
+    "map_elites_state",
     "map_elites_step",
+    "map_elites_tell",
     "me_es_algo",
     "mean_elite_robustness",
     "metrics",
     "nearest_centroid",
+    "pga_me_algo",
     "reevaluate",
 ]

@@ -1,17 +1,27 @@
-"""What the QD driver needs from an algorithm (`Algo`), and the one-phase emit -> score -> tell adapter.
+"""What the QD driver needs from an algorithm (`Algo`), and the pieces every algorithm shares: the one-phase
+emit -> score -> tell adapter, the insertion of a scored batch (`insert`) and its metrics (`step_metrics`), and
+the config section <-> settings dataclass conversion (`section_defaults`, `from_section`).
 
 An algorithm's per-seed state is any pytree with ``archive`` (`Archive`), ``generation`` (int32, -1 before the
 first generation) and ``num_evals`` (int32, genomes scored so far). The driver calls ``init_state`` once per
 seed and then ``generation`` inside ``jit(vmap(scan))``; it never looks inside the state otherwise, so an
 algorithm with several scoring phases per generation (CMA-MEGA: gradient phase then emission phase; ME-ES)
 writes its own ``generation`` and calls ``score`` as often as it needs.
+
+Each algorithm module keeps its defaults in ONE place, its settings dataclasses (static ``...Config`` and
+traced ``...HParams``); ``configs/qd.py`` reads them through the module's ``default_config()``
+(`section_defaults`) and the algorithm's builder reads a config back with `from_section`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
+import ml_collections
+
+from rlland.qd.archive import IMPROVE_EXISTING, NEW, AddInfo, Archive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,3 +59,44 @@ def emit_score_tell(init_genomes: Callable, emit: Callable, score: Callable, tel
         return tell(state, offspring, fitnesses, descriptors, extras, k_tell, initial)
 
     return generation
+
+
+def insert(state: Any, genomes: Any, fitnesses: jax.Array, descriptors: jax.Array) -> tuple[Any, AddInfo]:
+    """Generation ``g = state.generation + 1`` of a one-phase algorithm: add the scored batch to the archive
+    (``added_at = g``) and count its evaluations. Returns ``(state, AddInfo)``."""
+    generation = state.generation + 1
+    archive, info = state.archive.add(genomes, fitnesses, descriptors, step=generation)
+    return state.replace(archive=archive, generation=generation,
+                         num_evals=state.num_evals + jnp.asarray(fitnesses.shape[0], jnp.int32)), info
+
+
+def step_metrics(state: Any, info: AddInfo, fitnesses: jax.Array,
+                 metrics_fn: Callable[[Archive], dict]) -> dict:
+    """``metrics_fn(state.archive)`` plus generation, num_evals, num_inserted (cells written), num_new /
+    num_improved (`AddInfo` status counts) and batch_max_fitness (a NaN fitness counts as -inf) of the batch
+    ``info`` / ``fitnesses`` told at this generation."""
+    out = dict(metrics_fn(state.archive))
+    out.update(
+        generation=state.generation,
+        num_evals=state.num_evals,
+        num_inserted=jnp.sum(info.inserted).astype(jnp.int32),
+        num_new=jnp.sum(info.status == NEW).astype(jnp.int32),
+        num_improved=jnp.sum(info.status == IMPROVE_EXISTING).astype(jnp.int32),
+        batch_max_fitness=jnp.max(jnp.where(jnp.isnan(fitnesses), -jnp.inf, fitnesses)),
+    )
+    return out
+
+
+# -- config sections <-> settings dataclasses ----------------------------------------------------------------
+def section_defaults(*classes: type, exclude: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+    """A config section holding the field defaults of the dataclasses ``classes`` (less ``exclude``)."""
+    return ml_collections.ConfigDict({f.name: f.default for cls in classes for f in dataclasses.fields(cls)
+                                      if f.name not in exclude})
+
+
+def from_section(cls: type, section: Any, **fixed) -> Any:
+    """``cls(**fixed, **{name: section[name]})`` over the fields of ``cls`` found in ``section`` (not in
+    ``fixed``), each cast to the type of its default (JSON round trips turn tuples into lists)."""
+    values = {f.name: type(f.default)(section[f.name]) for f in dataclasses.fields(cls)
+              if f.name in section and f.name not in fixed}
+    return cls(**fixed, **values)

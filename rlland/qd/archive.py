@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlland.qd.centroids import grid_centroids, grid_index, nearest_centroid
+from rlland.validation import require_choice
 
 NOT_ADDED = 0
 IMPROVE_EXISTING = 1
@@ -115,8 +116,7 @@ class Archive(flax.struct.PyTreeNode):
         centroids = jnp.asarray(centroids, jnp.float32)
         if centroids.ndim != 2:
             raise ValueError(f"centroids must have shape (num_cells, num_descriptors), got {centroids.shape}")
-        if out_of_bounds not in OUT_OF_BOUNDS_MODES:
-            raise ValueError(f"out_of_bounds must be one of {OUT_OF_BOUNDS_MODES}, got {out_of_bounds!r}")
+        require_choice("out_of_bounds", out_of_bounds, OUT_OF_BOUNDS_MODES)
         num_cells, m = centroids.shape
         lo = jnp.broadcast_to(jnp.asarray(-jnp.inf if minval is None else minval, jnp.float32), (m,))
         hi = jnp.broadcast_to(jnp.asarray(jnp.inf if maxval is None else maxval, jnp.float32), (m,))
@@ -224,8 +224,7 @@ class Archive(flax.struct.PyTreeNode):
           new_cell_offset: baseline subtracted from ``f`` in the value of NEW candidates (traced).
           status_mode: "sequential" or "batch" (static).
         """
-        if status_mode not in STATUS_MODES:
-            raise ValueError(f"status_mode must be one of {STATUS_MODES}, got {status_mode!r}")
+        require_choice("status_mode", status_mode, STATUS_MODES)
         fitnesses = jnp.asarray(fitnesses, jnp.float32)
         descriptors = jnp.asarray(descriptors, jnp.float32)
         if fitnesses.ndim != 1:

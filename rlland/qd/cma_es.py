@@ -40,6 +40,8 @@ from evosax.algorithms import CMA_ES
 from evosax.algorithms.distribution_based.cma_es import Params as EvosaxParams
 from evosax.algorithms.distribution_based.cma_es import State as CMAESState
 
+from rlland.validation import positive_int, static_int
+
 __all__ = ["CMAESState", "CoefficientCMAES", "truncation_weights"]
 
 CONDITION_LIMIT = 1e14
@@ -72,9 +74,8 @@ class CoefficientCMAES:
     sigma0: float = 1.0
 
     def __post_init__(self):
-        if self.dim < 1 or self.population_size < 2:
-            raise ValueError(f"CoefficientCMAES needs dim >= 1 and population_size >= 2, got {self.dim}, "
-                             f"{self.population_size}")
+        positive_int("CoefficientCMAES.dim", self.dim)
+        static_int("CoefficientCMAES.population_size", self.population_size, minimum=2)
         if not 1 <= self.mu <= self.population_size:
             raise ValueError(f"CoefficientCMAES: mu must lie in [1, population_size={self.population_size}], "
                              f"got {self.mu}")
@@ -84,8 +85,9 @@ class CoefficientCMAES:
         return CMA_ES(population_size=int(self.population_size), solution=jnp.zeros((int(self.dim),)))
 
     @property
-    def params(self) -> EvosaxParams:
-        """evosax ``Params`` with truncation weights and the constants recomputed from their mu_eff."""
+    def hparams(self) -> EvosaxParams:
+        """evosax ``Params`` (its hyperparameters) with truncation weights and the constants recomputed from their
+        mu_eff."""
         n = float(self.dim)
         w = truncation_weights(self.mu, self.population_size)
         mu_eff = 1.0 / jnp.sum(w ** 2)
@@ -103,7 +105,7 @@ class CoefficientCMAES:
         """A fresh state: ``mean`` (default 0), sigma = ``sigma0``, C = I, zero evolution paths."""
         mean = jnp.zeros((self.dim,), jnp.float32) if mean is None else jnp.asarray(mean, jnp.float32)
         # evosax's init key is unused by CMA-ES; a constant keeps init a pure function of nothing
-        return self.es.init(jax.random.PRNGKey(0), mean, self.params)
+        return self.es.init(jax.random.PRNGKey(0), mean, self.hparams)
 
     def reset(self, state: CMAESState) -> CMAESState:
         """The restart state (same as `init`); ``state`` only fixes the structure."""
@@ -112,13 +114,13 @@ class CoefficientCMAES:
 
     def ask(self, state: CMAESState, key: jax.Array) -> tuple[jax.Array, CMAESState]:
         """``(population_size, dim)`` coefficients ~ N(mean, sigma^2 C), and the state with C's eigenbasis."""
-        return self.es.ask(key, state, self.params)
+        return self.es.ask(key, state, self.hparams)
 
     def tell(self, state: CMAESState, population: jax.Array, order: jax.Array) -> CMAESState:
         """Update with ``population`` ranked by ``order`` (population indices, best first)."""
         fitness = jnp.zeros((self.population_size,), jnp.float32).at[order].set(
             jnp.arange(self.population_size, dtype=jnp.float32))
-        state, _ = self.es.tell(jax.random.PRNGKey(0), population, fitness, state, self.params)
+        state, _ = self.es.tell(jax.random.PRNGKey(0), population, fitness, state, self.hparams)
         return state
 
     def needs_restart(self, state: CMAESState, ranked_values: jax.Array | None = None) -> jax.Array:

@@ -34,13 +34,15 @@ One generation (one search point ``theta``; the study starts from one x0, here a
   TD3 (TD3 variant) every evaluated episode's valid transitions (gradient AND emission phase) enter the replay
                    buffer, then the critic is trained ``num_critic_training_steps`` (600) times, from the second
                    generation on (the study trains "from generation 2 on"); the greedy actor learns inside that
-                   loop (`rlland.qd.pga.PGAME.train_critic`: twin-Q TD3, actor and targets every policy_delay).
+                   loop (`rlland.qd.genome_td3.GenomeTD3.train`: twin-Q TD3, actor and targets every
+                   policy_delay).
 
 Evaluations per generation: 1 + num_samples + batch_size = 1 + 100 + 99 = 200 (reference C.2: 5000
 generations for 1e6), where batch_size counts the greedy actor in the TD3 variant (98 + 1).
 
-The TD3 machinery (critic, greedy actor, replay of valid transitions, genome-as-actor adapter, losses) is
-`rlland.qd.pga.PGAME`'s, reused as is; the TD3 hyperparameters are ``config.pga``'s (reference C.3 td3.gin).
+The TD3 machinery (critic, greedy actor, replay of valid transitions, losses) is
+`rlland.qd.genome_td3.GenomeTD3`, shared with PGA-ME; its settings are ``config.pga``'s TD3 keys (reference C.3
+td3.gin) and ``config.cma_mega.num_critic_training_steps``.
 Differences from the study's order: here a generation is gradient phase -> emission phase -> store -> train
 (QDax's sequential order); the study trains concurrently with the emission evaluations, on the previous
 generations' experience.
@@ -56,15 +58,20 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from rlland.qd.algo import Algo
-from rlland.qd.archive import IMPROVE_EXISTING, NEW, NOT_ADDED, AddInfo, Archive
+import ml_collections
+
+from rlland.qd.algo import Algo, from_section, section_defaults, step_metrics
+from rlland.qd.archive import NOT_ADDED, AddInfo, Archive
 from rlland.qd.cma_es import CMAESState, CoefficientCMAES, truncation_weights
 from rlland.qd.es import es_gradient, mirrored_noise, unit
+from rlland.qd.genome_td3 import GenomeTD3, TD3Config, TD3HParams
 from rlland.qd.metrics import archive_summary
+from rlland.validation import positive_int, require_choice
 
 RESTART_RULES = ("no_improvement", "basic")
-__all__ = ["CMAMEGA", "CMAMEGAConfig", "CMAMEGAState", "cma_mega_es_algo", "cma_mega_td3_es_algo",
-           "td3_objective_gradient"]
+BATCH_SIZE = 99  # the study's emission batch: 1 + 100 + 99 = 200 evaluations per generation
+__all__ = ["CMAMEGA", "CMAMEGAConfig", "CMAMEGAState", "cma_mega_es_algo", "cma_mega_td3_es_algo", "default_config",
+           "mega_config", "td3_objective_gradient"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +89,11 @@ class CMAMEGAConfig:
       restart_rule: "no_improvement" (restart when no emitted solution was added) or "basic" (numerical only).
       abs_objective: QDax's ``|c_0|`` (False: the study's signed coefficient).
       td3: the TD3 variant (objective row from the critic, greedy actor, critic training).
-      num_critic_training_steps: TD3 critic updates per generation (600).
+      num_critic_training_steps: TD3 critic updates per generation (600; replaces the `TD3Config`'s).
       pg_batch_size: replay samples of the TD3 objective gradient (65,536).
     """
 
-    batch_size: int = 99
+    batch_size: int = BATCH_SIZE
     mu: int = 49
     num_samples: int = 100
     sample_sigma: float = 0.02
@@ -99,8 +106,9 @@ class CMAMEGAConfig:
     pg_batch_size: int = 65_536
 
     def __post_init__(self):
-        if self.restart_rule not in RESTART_RULES:
-            raise ValueError(f"restart_rule must be one of {RESTART_RULES}, got {self.restart_rule!r}")
+        require_choice("CMAMEGAConfig.restart_rule", self.restart_rule, RESTART_RULES)
+        for field in ("batch_size", "mu", "num_critic_training_steps", "pg_batch_size"):
+            positive_int(f"CMAMEGAConfig.{field}", getattr(self, field))
         if self.num_samples < 2 or self.num_samples % 2:
             raise ValueError(f"num_samples must be even and >= 2 (mirrored sampling), got {self.num_samples}")
         if not 1 <= self.mu <= self.population_size:
@@ -127,7 +135,8 @@ class CMAMEGAState(flax.struct.PyTreeNode):
       cmaes: the coefficient CMA-ES state (`CMAESState`, evosax).
       generation, num_evals: as in `rlland.qd.map_elites.MapElitesState`.
       num_restarts: restarts so far.
-      td3, opt_state, buffer, params: TD3 variant only (as `rlland.qd.pga.PGAState`; None otherwise).
+      td3, opt_state, buffer: TD3 variant only (`GenomeTD3.init`'s networks, Adam states and replay buffer;
+        None otherwise); hparams: its `TD3HParams` (None otherwise).
     """
 
     archive: Archive
@@ -139,16 +148,14 @@ class CMAMEGAState(flax.struct.PyTreeNode):
     td3: Any = None
     opt_state: Any = None
     buffer: Any = None
-    params: Any = None
+    hparams: Any = None
 
 
-def td3_objective_gradient(pga, critic: Any, buffer, theta: jax.Array, key: jax.Array, batch_size: int,
-                           params) -> jax.Array:
-    """``grad_theta [-mean_s Q1(s, pi_theta(s))]`` over ``batch_size`` replay samples (`TD3.actor_loss` with
-    ``actor_q="q1"``, through `rlland.qd.pga.PGAME`'s genome-as-actor adapter). Not normalised."""
-    batch = buffer.sample(key, int(batch_size))
-    hp = pga._hp(params, params.policy_learning_rate)
-    return jax.grad(lambda g: pga.agent.actor_loss({"actor": g, "critic": critic}, batch, None, hp)[0])(theta)
+def td3_objective_gradient(td3: GenomeTD3, critic: Any, buffer, theta: jax.Array, key: jax.Array,
+                           batch_size: int) -> jax.Array:
+    """``grad_theta [-mean_s Q1(s, pi_theta(s))]`` over ``batch_size`` replay samples (`GenomeTD3.actor_gradient`:
+    the TD3 actor loss of `rlland.agents.td3.make_td3_losses`, ``actor_q="q1"``). Not normalised."""
+    return td3.actor_gradient(critic, buffer.sample(key, int(batch_size)), theta)
 
 
 class CMAMEGA:
@@ -157,18 +164,22 @@ class CMAMEGA:
     Args:
       task: a `rlland.qd.QDTask`-like object (``score``, ``init_genomes``, ``genome_size``, ...).
       config: `CMAMEGAConfig`.
-      pga: the TD3 variant's `rlland.qd.pga.PGAME` (its critic, greedy actor, replay and losses), or None.
-      pga_params: its `rlland.qd.pga.PGAParams`.
+      td3_config: the TD3 variant's critic, replay and minibatch settings (`TD3Config`; default its defaults);
+        its ``num_critic_training_steps`` is replaced by ``config.num_critic_training_steps``.
+      td3_hparams: the TD3 variant's `TD3HParams` (default its defaults).
       metrics_fn: archive -> dict of scalars.
     """
 
-    def __init__(self, task: Any, config: CMAMEGAConfig | None = None, *, pga=None, pga_params=None,
-                 metrics_fn: Callable[[Archive], dict] = archive_summary):
+    def __init__(self, task: Any, config: CMAMEGAConfig | None = None, *, td3_config: TD3Config | None = None,
+                 td3_hparams: TD3HParams | None = None, metrics_fn: Callable[[Archive], dict] = archive_summary):
         self.task = task
         self.config = CMAMEGAConfig() if config is None else config
-        if self.config.td3 and pga is None:
-            raise ValueError("the TD3 variant needs pga=PGAME(...)")
-        self.pga, self.pga_params = pga, pga_params
+        self.td3 = None
+        if self.config.td3:
+            td3_config = dataclasses.replace(td3_config or TD3Config(),
+                                             num_critic_training_steps=self.config.num_critic_training_steps)
+            self.td3 = GenomeTD3(task, td3_config)
+        self.td3_hparams = TD3HParams() if td3_hparams is None else td3_hparams
         self.metrics_fn = metrics_fn
         self.m = int(task.descriptor_size)
         self.cmaes = CoefficientCMAES(dim=self.m + 1, population_size=self.config.population_size,
@@ -181,14 +192,15 @@ class CMAMEGA:
     # ------------------------------------------------------------------ state
     def init_state(self, archive: Archive, key: jax.Array) -> CMAMEGAState:
         """theta = one Xavier genome (the study's x0), a fresh CMA-ES, nothing scored, generation -1; the TD3
-        variant adds `PGAME.init_state`'s critic, greedy actor, Adam states and empty replay buffer."""
+        variant adds `GenomeTD3.init`'s critic, greedy actor, Adam states and empty replay buffer."""
         k_theta, k_td3 = jax.random.split(key)
         state = CMAMEGAState(archive=archive, theta=self.task.init_genomes(k_theta, 1)[0], cmaes=self.cmaes.init(),
                              generation=jnp.full((), -1, jnp.int32), num_evals=jnp.zeros((), jnp.int32),
                              num_restarts=jnp.zeros((), jnp.int32))
         if self.config.td3:
-            p = self.pga.init_state(archive, k_td3, self.pga_params)
-            state = state.replace(td3=p.td3, opt_state=p.opt_state, buffer=p.buffer, params=p.params)
+            hparams = self.td3_hparams.as_arrays()
+            td3, opt_state, buffer = self.td3.init(k_td3, hparams)
+            state = state.replace(td3=td3, opt_state=opt_state, buffer=buffer, hparams=hparams)
         return state
 
     # ------------------------------------------------------------------ pieces
@@ -204,8 +216,8 @@ class CMAMEGA:
             g0 = jax.lax.cond(
                 initial | (state.buffer.size == 0),
                 lambda: jax.random.normal(k_random, state.theta.shape, jnp.float32),
-                lambda: td3_objective_gradient(self.pga, state.td3["critic"], state.buffer, state.theta, k_pg,
-                                               c.pg_batch_size, state.params))
+                lambda: td3_objective_gradient(self.td3, state.td3["critic"], state.buffer, state.theta, k_pg,
+                                               c.pg_batch_size))
             grads = grads.at[0].set(g0)
         return unit(grads)
 
@@ -261,13 +273,8 @@ class CMAMEGA:
 
         info = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), info_theta, info_emit)
         fitnesses = jnp.concatenate([f_grad[:1], f_emit])
-        out = dict(self.metrics_fn(archive))
+        out = step_metrics(state, info, fitnesses, self.metrics_fn)
         out.update(
-            generation=state.generation, num_evals=state.num_evals,
-            num_inserted=jnp.sum(info.inserted).astype(jnp.int32),
-            num_new=jnp.sum(info.status == NEW).astype(jnp.int32),
-            num_improved=jnp.sum(info.status == IMPROVE_EXISTING).astype(jnp.int32),
-            batch_max_fitness=jnp.max(jnp.where(jnp.isnan(fitnesses), -jnp.inf, fitnesses)),
             num_restarts=restart.astype(jnp.int32), total_restarts=state.num_restarts,
             theta_fitness=f_grad[0].astype(jnp.float32), theta_inserted=info_theta.inserted[0].astype(jnp.int32),
             num_added_emitted=num_added.astype(jnp.int32), cma_sigma=state.cmaes.std.astype(jnp.float32),
@@ -279,21 +286,13 @@ class CMAMEGA:
 
     def _td3_update(self, state, ex_grad, ex_emit, key, initial):
         """Store both phases' valid transitions, then train the critic and greedy actor (not at generation 0)."""
-        pga = self.pga
-        buffer = pga.store(pga.store(state.buffer, ex_grad["transitions"]), ex_emit["transitions"])
-
-        def trained(args):
-            return pga.train_critic(*args)
-
-        def untrained(args):
-            return args[0], args[1], {"critic_loss": jnp.zeros(()), "greedy_actor_loss": jnp.zeros(())}
-
-        args = (state.td3, state.opt_state, buffer, key, state.params)
-        td3, opt_state, m = jax.lax.cond(jnp.asarray(initial), untrained, trained, args)
+        buffer = self.td3.store(self.td3.store(state.buffer, ex_grad["transitions"]), ex_emit["transitions"])
+        td3, opt_state, m = self.td3.train_if(~jnp.asarray(initial), state.td3, state.opt_state, buffer, key,
+                                              state.hparams)
         return state.replace(td3=td3, opt_state=opt_state, buffer=buffer), m
 
     def buffer_bytes(self) -> int:
-        return self.pga.buffer_bytes() if self.config.td3 else 0
+        return self.td3.buffer_bytes() if self.config.td3 else 0
 
 
 # ---------------------------------------------------------------------------------------------- driver hooks
@@ -301,12 +300,15 @@ SUM_KEYS = ("num_inserted", "num_new", "num_improved", "num_restarts", "theta_in
 MEAN_KEYS = ("batch_max_fitness", "theta_fitness", "cma_sigma")
 
 
+def default_config() -> ml_collections.ConfigDict:
+    """``config.cma_mega``: the fields of `CMAMEGAConfig` (less ``batch_size``, the config's top-level key, and
+    ``td3``, set by the algorithm's name) at their defaults."""
+    return section_defaults(CMAMEGAConfig, exclude=("batch_size", "td3"))
+
+
 def mega_config(config, td3: bool) -> CMAMEGAConfig:
     """`CMAMEGAConfig` from a configs/qd.py ConfigDict (``config.batch_size`` + ``config.cma_mega``)."""
-    p = config.cma_mega
-    kw = {f.name: type(f.default)(p[f.name]) for f in dataclasses.fields(CMAMEGAConfig)
-          if f.name in p and f.name not in ("batch_size", "td3")}
-    return CMAMEGAConfig(batch_size=int(config.batch_size), td3=td3, **kw)
+    return from_section(CMAMEGAConfig, config.cma_mega, batch_size=int(config.batch_size), td3=td3)
 
 
 def _algo(mega: CMAMEGA, sum_keys, mean_keys) -> Algo:
@@ -321,20 +323,12 @@ def cma_mega_es_algo(task, config, metrics_fn) -> Algo:
 
 
 def cma_mega_td3_es_algo(task, config, metrics_fn) -> Algo:
-    """CMA-MEGA (TD3, ES) as an `rlland.qd.algo.Algo` (``cma_mega_td3_es``); TD3 settings from ``config.pga``
-    (critic, replay, learning rates, ...) and ``config.cma_mega.num_critic_training_steps``."""
-    from rlland.qd.pga import PGAConfig, PGAME, PGAParams
-
+    """CMA-MEGA (TD3, ES) as an `rlland.qd.algo.Algo` (``cma_mega_td3_es``); TD3 settings from ``config.pga``'s
+    `TD3Config` / `TD3HParams` keys (critic, replay, learning rates, ...) and
+    ``config.cma_mega.num_critic_training_steps``."""
     mega_cfg = mega_config(config, td3=True)
-    p = config.pga
-    pga_cfg = PGAConfig(batch_size=mega_cfg.batch_size, proportion_ga=0.0,
-                        num_critic_training_steps=int(mega_cfg.num_critic_training_steps),
-                        replay_buffer_size=int(p.replay_buffer_size),
-                        transitions_batch_size=int(p.transitions_batch_size),
-                        critic_hidden_sizes=tuple(int(h) for h in p.critic_hidden_sizes),
-                        policy_delay=int(p.policy_delay))
-    params = PGAParams(**{f.name: float(p[f.name]) for f in dataclasses.fields(PGAParams) if f.name in p})
-    pga = PGAME(task, pga_cfg, metrics_fn=metrics_fn)
-    mega = CMAMEGA(task, mega_cfg, pga=pga, pga_params=params, metrics_fn=metrics_fn)
+    td3_cfg = from_section(TD3Config, config.pga, num_critic_training_steps=mega_cfg.num_critic_training_steps)
+    mega = CMAMEGA(task, mega_cfg, td3_config=td3_cfg, td3_hparams=from_section(TD3HParams, config.pga),
+                   metrics_fn=metrics_fn)
     return _algo(mega, SUM_KEYS + ("greedy_inserted",),
                  MEAN_KEYS + ("greedy_fitness", "critic_loss", "greedy_actor_loss"))

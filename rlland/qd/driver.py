@@ -3,16 +3,18 @@
 Seeds are one batch: ``jax.vmap`` of the per-seed init (an empty archive and, for PGA-ME, an untrained critic),
 then chunks of ``jit(vmap(scan(generation, G)))`` compiled once, with a thin host loop between chunks for
 logging (``qd.h5`` + wandb), rolling checkpoints (`rlland.checkpoint.Checkpoints`) and a tqdm bar. Algorithms
-plug in as an `rlland.qd.algo.Algo` (registry `ALGOS`). For MAP-Elites and PGA-ME a generation is
+plug in as an `rlland.qd.algo.Algo`, each built in its own module (registry `ALGOS`; each module's
+``default_config()`` is its ``configs/qd.py`` section). For MAP-Elites and PGA-ME a generation is
 emit -> score -> tell; generation 0 "emits" the initial population (``task.init_genomes``: Xavier-initialised
 policies, as QDax; the study's pyribs starts from one x0 plus N(0, 0.02^2) noise) and, for PGA-ME, does not train
 the critic. Both kinds of generation share one rollout graph, so a chunk kernel compiles the Brax step once.
 
 Budget (reference C.2): ``total_evals`` counts every scored genome, the initial population included; a
 generation scores ``Algo.evals_per_generation`` genomes (``batch_size`` for MAP-Elites and PGA-ME), so a run
-has ``total_evals / evals_per_generation`` generations (the study: 1e6 / 100 = 10,000). The best elite is re-evaluated at the end of every chunk (``robustness.every_chunk``; the
-study does it every generation) and every elite once at the end (mean elite robustness, reference C.4);
-re-evaluations are not counted in the budget (as in the study).
+has ``total_evals / evals_per_generation`` generations (the study: 1e6 / 100 = 10,000). The best elite is
+re-evaluated at the end of every chunk (``robustness.every_chunk``; the study does it every generation) and every
+elite once at the end (mean elite robustness, reference C.4); re-evaluations are not counted in the budget (as in
+the study).
 
 Exact resume: generation ``g`` draws its randomness from ``fold_in(seed_key, g)`` and a chunk skips the
 generations past the budget with a ``lax.cond`` on an unbatched generation index, so the archive after
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import math
 import os
@@ -66,21 +69,17 @@ import numpy as np
 
 from rlland import checkpoint, loop, runs, sharding, sinks
 from rlland.buffers import check_fits
-from rlland.validation import require_choice, require_positive
+from rlland.validation import require_choice, require_positive, static_int
 from rlland.qd import plotting as qd_plotting
 from rlland.qd import robustness as qd_robustness
-from rlland.qd.algo import Algo, emit_score_tell
+from rlland.qd.algo import Algo
 from rlland.qd.archive import Archive
-from rlland.qd.emitters import GaussianParams, IsoLineParams, gaussian_emitter, iso_line_emitter
-from rlland.qd.map_elites import MapElitesState, _step_metrics
 from rlland.qd.metrics import metrics as qd_metrics
-from rlland.qd.pga import PGAME, PGAConfig, PGAParams
 
 # algorithm name -> its builder, ``(task, config, metrics_fn) -> Algo`` ("module:function", imported when used)
-ALGOS = {"map_elites": "rlland.qd.driver:map_elites_algo", "pga_me": "rlland.qd.driver:pga_me_algo",
+ALGOS = {"map_elites": "rlland.qd.map_elites:map_elites_algo", "pga_me": "rlland.qd.pga:pga_me_algo",
          "cma_mega_es": "rlland.qd.cma_mega:cma_mega_es_algo",
          "cma_mega_td3_es": "rlland.qd.cma_mega:cma_mega_td3_es_algo", "me_es": "rlland.qd.me_es:me_es_algo"}
-EMITTERS = {"gaussian": (gaussian_emitter, GaussianParams), "iso_line": (iso_line_emitter, IsoLineParams)}
 # keys that may change when a run directory is resumed (they do not change what is computed)
 RESUMABLE_CHANGES = ("total_evals", "wandb", "progress", "run_dir", "force")
 ARCHIVE_METRICS = ("qd_score", "coverage", "max_fitness", "mean_fitness", "min_fitness", "num_elites")
@@ -91,7 +90,8 @@ _INIT_KEY = 2**31 - 3  # the initial algorithm state (critic, greedy actor)
 
 
 class QDRunState(flax.struct.PyTreeNode):
-    """One seed's run state: the algorithm state (`MapElitesState` or `PGAState`) and the seed's base key."""
+    """One seed's run state: the algorithm's state (e.g. `rlland.qd.map_elites.MapElitesState`) and the seed's
+    base key."""
 
     algo: Any
     key: jax.Array
@@ -135,28 +135,11 @@ def make_task(config):
                       random_init=t.random_init, backend=t.backend, **dict(t.get("kwargs", {})))
 
 
-def pga_config(config) -> tuple[PGAConfig, PGAParams]:
-    p = config.pga
-    static = PGAConfig(batch_size=int(config.batch_size), proportion_ga=float(p.proportion_ga),
-                       num_critic_training_steps=int(p.num_critic_training_steps),
-                       num_pg_training_steps=int(p.num_pg_training_steps),
-                       replay_buffer_size=int(p.replay_buffer_size),
-                       transitions_batch_size=int(p.transitions_batch_size),
-                       critic_hidden_sizes=tuple(int(h) for h in p.critic_hidden_sizes),
-                       policy_delay=int(p.policy_delay))
-    params = PGAParams(**{f.name: float(p[f.name]) for f in dataclasses.fields(PGAParams)
-                          if f.name in p})
-    return static, params
-
-
 def _check(config) -> None:
     require_choice("config.algo", config.algo, ALGOS)
     require_positive(config, ("num_seeds", "batch_size", "total_evals", "generations_per_chunk",
                               "checkpoint_every", "keep_checkpoints"))
-    if config.algo == "map_elites":
-        require_choice("config.emitter.name", config.emitter.name, EMITTERS)
-    if int(config.robustness.num_episodes) < 0:
-        raise ValueError(f"config.robustness.num_episodes must be >= 0, got {config.robustness.num_episodes}")
+    static_int("config.robustness.num_episodes", config.robustness.num_episodes, minimum=0)
 
 
 def _check_budget(config, evals_per_generation: int) -> None:
@@ -169,50 +152,8 @@ def _check_budget(config, evals_per_generation: int) -> None:
                          f"({evals_per_generation} evaluations)")
 
 
-def map_elites_algo(task, config, metrics_fn) -> Algo:
-    emitter, params_cls = EMITTERS[config.emitter.name]
-    params = params_cls(**{f.name: float(config.emitter[f.name]) for f in dataclasses.fields(params_cls)
-                           if f.name in config.emitter})
-    params = jax.tree.map(jnp.float32, params)
-    batch = int(config.batch_size)
-
-    def init_state(archive, key):
-        del key
-        return MapElitesState(archive=archive, emitter_params=params, generation=jnp.full((), -1, jnp.int32),
-                              num_evals=jnp.zeros((), jnp.int32))
-
-    def tell(state, offspring, fitnesses, descriptors, extras, key, initial):
-        """`map_elites_step` after its emit and score (same insertion, counters and metrics)."""
-        del extras, key, initial
-        generation = state.generation + 1
-        archive, info = state.archive.add(offspring, fitnesses, descriptors, step=generation)
-        state = state.replace(archive=archive, generation=generation,
-                              num_evals=state.num_evals + jnp.asarray(fitnesses.shape[0], jnp.int32))
-        return state, _step_metrics(archive, info, fitnesses, state, metrics_fn)
-
-    generation = emit_score_tell(lambda k: task.init_genomes(k, batch),
-                                 lambda s, k: emitter(s.archive, k, batch, s.emitter_params), task.score, tell)
-    return Algo(init_state=init_state, generation=generation, evals_per_generation=batch)
-
-
-def pga_me_algo(task, config, metrics_fn) -> Algo:
-    static, params = pga_config(config)
-    pga = PGAME(task, static, metrics_fn=metrics_fn)
-    batch = int(config.batch_size)
-    generation = emit_score_tell(lambda k: task.init_genomes(k, batch), pga.emit, pga.score_fn,
-                                 lambda s, o, f, d, e, k, initial: pga.tell(s, o, f, d, e, k, train=~initial))
-    return Algo(init_state=functools.partial(pga.init_state, params=params), generation=generation,
-                evals_per_generation=batch,
-                sum_keys=("num_inserted", "num_new", "num_improved", "num_inserted_ga", "num_inserted_pg",
-                          "greedy_inserted"),
-                mean_keys=("batch_max_fitness", "greedy_fitness", "critic_loss", "greedy_actor_loss"),
-                buffer_bytes=pga.buffer_bytes())
-
-
 def make_algo(task, config, metrics_fn) -> Algo:
     """``config.algo``'s `Algo` (see `ALGOS`)."""
-    import importlib
-
     module, name = ALGOS[config.algo].split(":")
     return getattr(importlib.import_module(module), name)(task, config, metrics_fn)
 
@@ -413,7 +354,8 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     attrs = {"config": config_json, "qd_score_convention": "sum over elites of (f - f_min) (dqd-rl)",
              "f_min": float(config.f_min), "compile_seconds": compile_seconds, "init_seconds": init_seconds}
     sink = sinks.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds, config_json,
-                           mode=config.wandb.mode, project=config.wandb.project)
+                           mode=config.wandb.mode, project=config.wandb.project, run_id=runs.run_id(run_dir),
+                           console=config.wandb.get("console", False))
     evals = int(np.asarray(state.algo.num_evals).flat[0])
     if restored is None:
         sink.log(evals, {k: v[:, 0] for k, v in history.items() if k != "generations"})

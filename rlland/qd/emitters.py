@@ -1,6 +1,6 @@
-"""Variation operators for MAP-Elites, as pure functions ``emit(archive, key, batch_size, params) -> genotypes``.
+"""Variation operators for MAP-Elites, as pure functions ``emit(archive, key, batch_size, hparams) -> genotypes``.
 
-``batch_size`` is static (it sets a shape); ``params`` is a pytree of traced scalars, so a sweep over the
+``batch_size`` is static (it sets a shape); ``hparams`` is a pytree of traced scalars, so a sweep over the
 noise scales is one ``vmap``. Genotypes may be any pytree (the tasks use flat vectors); noise is drawn
 independently for every leaf. Parents are drawn uniformly with replacement among the filled cells
 (`Archive.sample`). On an EMPTY archive the parents are the zero genotypes of the empty cells: seed the
@@ -16,14 +16,14 @@ import jax
 from rlland.qd.archive import Archive
 
 
-class GaussianParams(flax.struct.PyTreeNode):
+class GaussianHParams(flax.struct.PyTreeNode):
     """Isotropic Gaussian mutation. ``sigma = 0.02``: pyribs GaussianEmitter ``sigma0`` in the study's
     MAP-Elites config (``map_elites.gin``, reference C.3)."""
 
     sigma: Any = 0.02
 
 
-class IsoLineParams(flax.struct.PyTreeNode):
+class IsoLineHParams(flax.struct.PyTreeNode):
     """Iso+LineDD. ``iso_sigma = 0.005``, ``line_sigma = 0.05``: the study's PGA-ME IsoLineEmitter
     (``pga_me.gin``, reference C.3), also QDax's PGA-ME example."""
 
@@ -37,21 +37,23 @@ def _normal_like(key: jax.Array, tree: Any) -> Any:
     return jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)])
 
 
-def gaussian_emitter(archive: Archive, key: jax.Array, batch_size: int, params: GaussianParams | None = None) -> Any:
+def gaussian_emitter(archive: Archive, key: jax.Array, batch_size: int,
+                     hparams: GaussianHParams | None = None) -> Any:
     """MAP-Elites mutation (Mouret & Clune 2015; pyribs GaussianEmitter as used by the study, C.3):
 
         x' = x + sigma * N(0, I),   x a uniformly drawn elite.
 
     Returns genotypes with leaves ``(batch_size, ...)``.
     """
-    params = GaussianParams() if params is None else params
+    hparams = GaussianHParams() if hparams is None else hparams
     k_parent, k_noise = jax.random.split(key)
     x = archive.sample(k_parent, int(batch_size))
     noise = _normal_like(k_noise, x)
-    return jax.tree.map(lambda a, e: a + params.sigma * e, x, noise)
+    return jax.tree.map(lambda a, e: a + hparams.sigma * e, x, noise)
 
 
-def iso_line_emitter(archive: Archive, key: jax.Array, batch_size: int, params: IsoLineParams | None = None) -> Any:
+def iso_line_emitter(archive: Archive, key: jax.Array, batch_size: int,
+                     hparams: IsoLineHParams | None = None) -> Any:
     """Iso+LineDD variation (Vassiliades & Mouret, GECCO 2018; pyribs IsoLineEmitter and QDax
     ``isoline_variation``, reference C.3 / D):
 
@@ -61,7 +63,7 @@ def iso_line_emitter(archive: Archive, key: jax.Array, batch_size: int, params: 
     offspring, shared by all genotype leaves. No clipping (the study's genomes are unbounded; QDax's
     optional minval / maxval clip is not applied).
     """
-    params = IsoLineParams() if params is None else params
+    hparams = IsoLineHParams() if hparams is None else hparams
     k_i, k_j, k_iso, k_line = jax.random.split(key, 4)
     n = int(batch_size)
     x_i = archive.sample(k_i, n)
@@ -71,6 +73,10 @@ def iso_line_emitter(archive: Archive, key: jax.Array, batch_size: int, params: 
 
     def vary(a, b, e):
         coef = line.reshape((n,) + (1,) * (a.ndim - 1)).astype(a.dtype)
-        return a + params.iso_sigma * e + params.line_sigma * coef * (b - a)
+        return a + hparams.iso_sigma * e + hparams.line_sigma * coef * (b - a)
 
     return jax.tree.map(vary, x_i, x_j, iso)
+
+
+# emitter name (``config.emitter.name``) -> (emitter, its hyperparameters)
+EMITTERS = {"gaussian": (gaussian_emitter, GaussianHParams), "iso_line": (iso_line_emitter, IsoLineHParams)}

@@ -1,7 +1,7 @@
 """ME-ES (Colas et al. 2020, "Scaling MAP-Elites to deep neuroevolution"), as configured by the dqd-rl study.
 
-``me_es_algo(task, config, metrics_fn) -> Algo`` for the QD driver (``config.algo = "me_es"``, keys in
-``config.me_es``, see ``configs/qd.py``). Reference: representation-regions-qd.md C.2-C.4 (dqd-rl ``me_es.gin``,
+``me_es_algo(task, config, metrics_fn) -> Algo`` for the QD driver (``config.algo = "me_es"``, settings
+`MEESConfig`: ``config.batch_size`` + ``config.me_es`` = `default_config`, see ``configs/qd.py``). Reference: representation-regions-qd.md C.2-C.4 (dqd-rl ``me_es.gin``,
 ``src/me_es/config.py`` "mees_damage" with 100 workers x batch 1, ``es_modular/{es_manager,es,bc_archive,stats}.py``)
 and D (QDax ``MEESEmitter``).
 
@@ -66,17 +66,20 @@ Everything is traced (no Python branching on state); the per-seed state is a pyt
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from rlland.normalization import fold_input_normalizer
-from rlland.qd.algo import Algo
-from rlland.qd.archive import IMPROVE_EXISTING, NEW, Archive
+from rlland.qd.algo import Algo, from_section, section_defaults, step_metrics
+from rlland.qd.archive import NEW, Archive
 from rlland.qd.es import es_gradient, mirrored_noise
+from rlland.validation import positive_int, require_choice
 
 EXPLORE_STRATEGIES = ("novelty_bias", "uniform", "best_or_uniform")
 EXPLOIT_STRATEGIES = ("best2inlast5_or_best", "uniform", "best_or_uniform")
@@ -84,6 +87,51 @@ ALTERNATIONS = ("robin", "probabilistic")
 STD_FLOOR = 1e-2  # dqd-rl RunningStat: std = sqrt(max(var, 1e-2)); also its initial sumsq and count
 _TOP_NOVEL = 5  # novelty_bias keeps the 5 most novel cells
 _EPS_UNIFORM = 0.1  # novelty_bias: uniform share
+BATCH_SIZE = 200  # ES rollouts per iteration: 100 workers x 2 mirrored (me_es.gin)
+
+
+@dataclasses.dataclass(frozen=True)
+class MEESConfig:
+    """ME-ES settings (all static: ME-ES's hyperparameters are closed over). Defaults: the study (reference C.3
+    ``me_es.gin``; the module docstring).
+
+    Attributes:
+      batch_size: ES rollouts per iteration, mirrored (200).
+      sigma: ES noise scale (0.02). learning_rate: Adam step (0.01). l2_coeff: L2 coefficient (0.005).
+      nb_consecutive_steps: ES steps per start cell (10). novelty_k: novelty neighbours (10).
+      action_noise: Gaussian action noise of the ES rollouts (0.01).
+      obs_norm: running observation normalisation (True).
+      explore_strategy, exploit_strategy: cell selection rules (`EXPLORE_STRATEGIES`, `EXPLOIT_STRATEGIES`).
+      explore_exploit: chain alternation, "robin" or "probabilistic" (`ALTERNATIONS`).
+      count_archive_evals: count the archive evaluations in the budget (False: the study's ES rollouts only).
+    """
+
+    batch_size: int = BATCH_SIZE
+    sigma: float = 0.02
+    learning_rate: float = 0.01
+    l2_coeff: float = 0.005
+    nb_consecutive_steps: int = 10
+    novelty_k: int = 10
+    action_noise: float = 0.01
+    obs_norm: bool = True
+    explore_strategy: str = "novelty_bias"
+    exploit_strategy: str = "best2inlast5_or_best"
+    explore_exploit: str = "robin"
+    count_archive_evals: bool = False
+
+    def __post_init__(self):
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ValueError(f"ME-ES: config.batch_size (ES rollouts per iteration, mirrored) must be even and >= 2, "
+                             f"got {self.batch_size}")
+        require_choice("ME-ES: explore_strategy", self.explore_strategy, EXPLORE_STRATEGIES)
+        require_choice("ME-ES: exploit_strategy", self.exploit_strategy, EXPLOIT_STRATEGIES)
+        require_choice("ME-ES: explore_exploit", self.explore_exploit, ALTERNATIONS)
+        positive_int("ME-ES: nb_consecutive_steps", self.nb_consecutive_steps)
+        positive_int("ME-ES: novelty_k", self.novelty_k)
+
+    @property
+    def evals_per_generation(self) -> int:
+        return self.batch_size + int(self.count_archive_evals)
 
 
 class MEESState(flax.struct.PyTreeNode):
@@ -197,37 +245,19 @@ def selection_probs(strategy: str, key: jax.Array, archive: Archive, best_train:
 
 
 # -- the algorithm --------------------------------------------------------------------------------------------
-def _settings(config) -> dict:
-    c = config.me_es
-    s = dict(batch=int(config.batch_size), sigma=float(c.get("sigma", 0.02)),
-             learning_rate=float(c.get("learning_rate", 0.01)), l2_coeff=float(c.get("l2_coeff", 0.005)),
-             steps=int(c.get("nb_consecutive_steps", 10)), k=int(c.get("novelty_k", 10)),
-             action_noise=float(c.get("action_noise", 0.01)), obs_norm=bool(c.get("obs_norm", True)),
-             explore=str(c.get("explore_strategy", "novelty_bias")),
-             exploit=str(c.get("exploit_strategy", "best2inlast5_or_best")),
-             alternation=str(c.get("explore_exploit", "robin")),
-             count_archive_evals=bool(c.get("count_archive_evals", False)))
-    if s["batch"] < 2 or s["batch"] % 2:
-        raise ValueError(f"ME-ES: config.batch_size (ES rollouts per iteration, mirrored) must be even and >= 2, "
-                         f"got {s['batch']}")
-    if s["explore"] not in EXPLORE_STRATEGIES:
-        raise ValueError(f"ME-ES: explore_strategy must be one of {EXPLORE_STRATEGIES}, got {s['explore']!r}")
-    if s["exploit"] not in EXPLOIT_STRATEGIES:
-        raise ValueError(f"ME-ES: exploit_strategy must be one of {EXPLOIT_STRATEGIES}, got {s['exploit']!r}")
-    if s["alternation"] not in ALTERNATIONS:
-        raise ValueError(f"ME-ES: explore_exploit must be one of {ALTERNATIONS}, got {s['alternation']!r}")
-    if s["steps"] < 1 or s["k"] < 1:
-        raise ValueError("ME-ES: nb_consecutive_steps and novelty_k must be >= 1")
-    return s
+def default_config() -> ml_collections.ConfigDict:
+    """``config.me_es``: the fields of `MEESConfig` (less ``batch_size``, the config's top-level key) at their
+    defaults."""
+    return section_defaults(MEESConfig, exclude=("batch_size",))
 
 
 def me_es_algo(task, config, metrics_fn) -> Algo:
-    """ME-ES as an `rlland.qd.algo.Algo` (settings in ``config.me_es``; ``config.batch_size`` = ES rollouts per
-    iteration)."""
-    s = _settings(config)
-    batch, sigma = s["batch"], s["sigma"]
-    opt = optax.adam(s["learning_rate"])
-    evals_per_generation = batch + int(s["count_archive_evals"])
+    """ME-ES as an `rlland.qd.algo.Algo` (settings `MEESConfig` from ``config.batch_size`` = ES rollouts per
+    iteration and ``config.me_es``)."""
+    s = from_section(MEESConfig, config.me_es, batch_size=int(config.batch_size))
+    batch, sigma = s.batch_size, s.sigma
+    opt = optax.adam(s.learning_rate)
+    evals_per_generation = s.evals_per_generation
     obs_size = task.obs_size
 
     def init_state(archive, key):
@@ -250,7 +280,7 @@ def me_es_algo(task, config, metrics_fn) -> Algo:
         gen = state.generation + 1
 
         # 1. archive evaluation of the last ES step's parameters (x0 at generation 0)
-        if s["obs_norm"]:
+        if s.obs_norm:
             genome = fold_genome(task, state.theta, state.norm_mean, state.norm_std)
         else:
             genome = state.theta
@@ -273,10 +303,10 @@ def me_es_algo(task, config, metrics_fn) -> Algo:
 
         # 2. a new start cell every `steps` iterations
         start = (state.chain_step == 0) & (archive.num_elites > 0)
-        flipped = ~state.explore if s["alternation"] == "robin" else jax.random.uniform(k_alt) >= 0.5
+        flipped = ~state.explore if s.explore_exploit == "robin" else jax.random.uniform(k_alt) >= 0.5
         explore = jnp.where(start, flipped, state.explore)
-        p_explore = selection_probs(s["explore"], k_sel, archive, best_train, discovered, s["k"])
-        p_exploit = selection_probs(s["exploit"], k_sel, archive, best_train, discovered, s["k"])
+        p_explore = selection_probs(s.explore_strategy, k_sel, archive, best_train, discovered, s.novelty_k)
+        p_exploit = selection_probs(s.exploit_strategy, k_sel, archive, best_train, discovered, s.novelty_k)
         probs = jnp.where(explore, p_explore, p_exploit)
         start_cell = jax.random.categorical(k_cell, jnp.where(probs > 0, jnp.log(probs), -jnp.inf))
         theta = jnp.where(start, thetas[start_cell], state.theta)
@@ -286,18 +316,18 @@ def me_es_algo(task, config, metrics_fn) -> Algo:
         # 3. one ES step from theta
         mean, std = obs_normalizer(state.obs_sum, state.obs_sumsq, state.obs_count)
         eps = mirrored_noise(k_noise, batch, task.genome_size)
-        kwargs = dict(action_noise=s["action_noise"])
-        if s["obs_norm"]:
+        kwargs = dict(action_noise=s.action_noise)
+        if s.obs_norm:
             kwargs.update(obs_norm=(mean, std), return_obs_stats=True)
         returns, descs, extras = task.score(theta[None] + sigma * eps, k_es, **kwargs)
         returns = jnp.where(jnp.isnan(returns), -jnp.inf, returns)
-        nov = novelty(descs, archive.descriptors, archive.filled, s["k"])
+        nov = novelty(descs, archive.descriptors, archive.filled, s.novelty_k)
         nov = jnp.where(jnp.isnan(nov), -jnp.inf, nov)  # a NaN descriptor must rank last, not first
         values = jnp.where(explore, nov, returns)
         g = sigma * es_gradient(eps, values, sigma)  # dqd-rl scale: sum_i eps_i (r_i+ - r_i-) / h
-        updates, adam = opt.update(-g + s["l2_coeff"] * theta, adam, theta)
+        updates, adam = opt.update(-g + s.l2_coeff * theta, adam, theta)
         new_theta = optax.apply_updates(theta, updates)
-        if s["obs_norm"]:
+        if s.obs_norm:
             obs_sum = state.obs_sum + jnp.sum(extras["obs_sum"], 0)
             obs_sumsq = state.obs_sumsq + jnp.sum(extras["obs_sumsq"], 0)
             obs_count = state.obs_count + jnp.sum(extras["obs_count"]).astype(jnp.float32)
@@ -308,13 +338,10 @@ def me_es_algo(task, config, metrics_fn) -> Algo:
             archive=archive, generation=gen, num_evals=state.num_evals + jnp.int32(evals_per_generation),
             thetas=thetas, best_train=best_train, discovered=discovered, num_discovered=num_discovered,
             theta=new_theta, norm_mean=mean, norm_std=std, adam=adam,
-            chain_step=(state.chain_step + 1) % s["steps"], explore=explore, prev_desc=prev_desc,
+            chain_step=(state.chain_step + 1) % s.nb_consecutive_steps, explore=explore, prev_desc=prev_desc,
             train_max=jnp.max(returns), obs_sum=obs_sum, obs_sumsq=obs_sumsq, obs_count=obs_count)
-        out = dict(metrics_fn(archive))
+        out = step_metrics(state, info, f, metrics_fn)  # one candidate: NEW / IMPROVE_EXISTING imply inserted
         out.update(
-            generation=gen, num_evals=state.num_evals,
-            num_inserted=inserted.astype(jnp.int32), num_new=(inserted & new).astype(jnp.int32),
-            num_improved=(inserted & (info.status[0] == IMPROVE_EXISTING)).astype(jnp.int32),
             num_chains=start.astype(jnp.int32),
             batch_max_fitness=jnp.maximum(jnp.max(returns), jnp.where(jnp.isnan(f[0]), -jnp.inf, f[0])),
             eval_fitness=f[0], es_mean_fitness=jnp.nanmean(jnp.where(jnp.isfinite(returns), returns, jnp.nan)),

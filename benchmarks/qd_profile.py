@@ -40,7 +40,7 @@ def main():
     object.__setattr__(task, "feet_contact", contact)
     f, d, _ = jax.jit(task.score)(genomes, jax.random.PRNGKey(1))
     archive, _ = qd.Archive.grid((1000,), 0.0, 1.0, jnp.zeros(task.genome_size)).add(genomes, f, d)
-    bench(f"gaussian_emitter of {B}", lambda a, k: qd.gaussian_emitter(a, k, B, qd.GaussianParams(0.02)),
+    bench(f"gaussian_emitter of {B}", lambda a, k: qd.gaussian_emitter(a, k, B, qd.GaussianHParams(0.02)),
           archive, jax.random.PRNGKey(2))
     bench(f"normals {B} x {task.genome_size}", lambda k: jax.random.normal(k, (B, task.genome_size)),
           jax.random.PRNGKey(3))

@@ -121,10 +121,10 @@ def build(a):
     grid = a.grid or task.study_grid_shape
     lo, hi = task.descriptor_bounds
     if a.emitter == "gaussian":
-        emitter, params = qd.gaussian_emitter, qd.GaussianParams(sigma=a.sigma)
+        emitter, params = qd.gaussian_emitter, qd.GaussianHParams(sigma=a.sigma)
         desc = f"gaussian_emitter(sigma={a.sigma})"
     else:
-        emitter, params = qd.iso_line_emitter, qd.IsoLineParams(iso_sigma=a.iso_sigma, line_sigma=a.line_sigma)
+        emitter, params = qd.iso_line_emitter, qd.IsoLineHParams(iso_sigma=a.iso_sigma, line_sigma=a.line_sigma)
         desc = f"iso_line_emitter(iso_sigma={a.iso_sigma}, line_sigma={a.line_sigma})"
     B, K = a.batch_size, a.generations
 
@@ -132,7 +132,7 @@ def build(a):
         k_pop, k_init, k_run = jax.random.split(key, 3)
         archive = qd.Archive.grid(grid, lo, hi, jnp.zeros(task.genome_size, jnp.float32))
         state, _ = qd.map_elites_init(archive, task.init_genomes(k_pop, B), k_init, score_fn=task.score,
-                                      emitter_params=params)
+                                      emitter_hparams=params)
         return state, k_run
 
     def run_one(carry):

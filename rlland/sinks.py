@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 
 import h5py
 import numpy as np
@@ -40,23 +41,51 @@ def read_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
 _JSON = "json:"  # prefix of attribute values stored as JSON (non-numeric lists, dicts, None)
 
 
-def _flatten_attrs(d: dict, prefix: str = "") -> dict:
+def flatten_attrs(attrs, prefix: str = "") -> dict:
+    """Nested mappings (and ml_collections ConfigDicts) flattened to dotted keys (``agent.learning_rate``)."""
+    if attrs is None:
+        return {}
+    if hasattr(attrs, "to_dict"):
+        attrs = attrs.to_dict()
+    if not isinstance(attrs, Mapping):
+        raise TypeError(f"attrs must be a mapping (or an ml_collections ConfigDict), got {type(attrs).__name__}")
     out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flatten_attrs(v, f"{prefix}{k}.")
+    for k, v in attrs.items():
+        if hasattr(v, "to_dict"):
+            v = v.to_dict()
+        if isinstance(v, Mapping):
+            out |= flatten_attrs(v, f"{prefix}{k}.")
         else:
             out[f"{prefix}{k}"] = v
     return out
 
 
-def _attr_value(v):
-    if isinstance(v, (bool, int, float, str, np.generic)):
-        return v
-    arr = np.asarray(v) if isinstance(v, (list, tuple)) and v else None
-    if arr is not None and arr.dtype.kind in "biuf":
+def encode_attr(value):
+    """An h5 attribute value: numbers, bools, strings and numeric arrays as they are, anything else (None, dicts,
+    lists of strings) as ``"json:" + json.dumps(value)``."""
+    if isinstance(value, (bool, int, float, str, np.generic)):
+        return value
+    arr = np.asarray(value) if not isinstance(value, (list, tuple)) or value else None
+    if arr is not None and arr.dtype.kind in "biuf" and arr.dtype != object:
         return arr
-    return _JSON + json.dumps(v, default=str)
+    return _JSON + json.dumps(value, default=str)
+
+
+def decode_attr(value):
+    """The inverse of `encode_attr` (numpy scalars come back as Python scalars)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value.startswith(_JSON):
+        return json.loads(value[len(_JSON):])
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def set_attrs(obj, attrs) -> None:
+    """Write ``attrs`` (flattened, encoded) onto an h5 file, group or dataset."""
+    for k, v in flatten_attrs(attrs).items():
+        obj.attrs[k] = encode_attr(v)
 
 
 def write_layout_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict, layout: str, version: int) -> None:
@@ -67,8 +96,7 @@ def write_layout_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict, lay
     with h5py.File(tmp, "w") as f:
         for name, value in datasets.items():
             f.create_dataset(name, data=np.asarray(value))
-        for k, v in _flatten_attrs(attrs).items():
-            f.attrs[k] = _attr_value(v)
+        set_attrs(f, attrs)
         f.attrs["rlland_layout"] = layout
         f.attrs["rlland_layout_version"] = version
     os.replace(tmp, path)
@@ -76,14 +104,10 @@ def write_layout_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict, lay
 
 def read_layout_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
     """``(datasets by full name, decoded attributes)`` of a file written by :func:`write_layout_h5`."""
-    def decode(v):
-        v = v.decode() if isinstance(v, bytes) else v
-        return json.loads(v[len(_JSON):]) if isinstance(v, str) and v.startswith(_JSON) else v
-
     data = {}
     with h5py.File(path, "r") as f:
         f.visititems(lambda n, o: data.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        attrs = {k: decode(v) for k, v in f.attrs.items()}
+        attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
     return data, attrs
 
 

@@ -41,64 +41,21 @@ Rejection-training layout (:func:`write_reject_h5`, ``rlland_layout = "reject"``
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from rlland import sinks
+
 LAYOUT_VERSION = 1
-_JSON = "json:"
-
-
-def _flatten(attrs: Mapping | None, prefix: str = "") -> dict[str, Any]:
-    if attrs is None:
-        return {}
-    if hasattr(attrs, "to_dict"):
-        attrs = attrs.to_dict()
-    if not isinstance(attrs, Mapping):
-        raise TypeError(f"attrs must be a mapping (or an ml_collections ConfigDict), got {type(attrs).__name__}")
-    out = {}
-    for k, v in attrs.items():
-        name = f"{prefix}{k}"
-        if hasattr(v, "to_dict"):
-            v = v.to_dict()
-        if isinstance(v, Mapping):
-            out |= _flatten(v, name + ".")
-        else:
-            out[name] = v
-    return out
-
-
-def _encode(value):
-    if isinstance(value, (bool, int, float, str, np.generic)):
-        return value
-    arr = np.asarray(value) if not isinstance(value, (list, tuple)) or value else None
-    if arr is not None and arr.dtype.kind in "biuf" and arr.dtype != object:
-        return arr
-    return _JSON + json.dumps(value, default=str)
-
-
-def _decode(value):
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value.startswith(_JSON):
-        return json.loads(value[len(_JSON):])
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _set_attrs(obj, attrs) -> None:
-    for k, v in _flatten(attrs).items():
-        obj.attrs[k] = _encode(v)
 
 
 def _write(path, layout: str, groups: Mapping[str, Mapping[str, Any]], attrs, group_attrs) -> None:
     import h5py
 
     with h5py.File(path, "a") as f:
-        _set_attrs(f, attrs)
+        sinks.set_attrs(f, attrs)
         f.attrs["rlland_layout"] = layout
         f.attrs["rlland_layout_version"] = LAYOUT_VERSION
         for name, datasets in groups.items():
@@ -107,7 +64,7 @@ def _write(path, layout: str, groups: Mapping[str, Mapping[str, Any]], attrs, gr
             g = f.create_group(name)
             for dname, data in datasets.items():
                 g.create_dataset(dname, data=np.asarray(data, np.float32))
-            _set_attrs(g, (group_attrs or {}).get(name))
+            sinks.set_attrs(g, (group_attrs or {}).get(name))
 
 
 def _as_groups(results: Mapping, what: str) -> tuple[dict, dict]:
@@ -183,14 +140,14 @@ def read_h5(path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any], dic
 
     groups, group_attrs = {}, {}
     with h5py.File(path, "r") as f:
-        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        attrs = {k: sinks.decode_attr(v) for k, v in f.attrs.items()}
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 parent, _, dname = name.rpartition("/")
                 groups.setdefault(parent, {})[dname] = obj[()]
                 if parent not in group_attrs:
-                    group_attrs[parent] = {k: _decode(v) for k, v in f[parent].attrs.items()}
+                    group_attrs[parent] = {k: sinks.decode_attr(v) for k, v in f[parent].attrs.items()}
 
         f.visititems(visit)
     return groups, attrs, group_attrs

@@ -11,13 +11,13 @@ wandb/ and figures/ (archive heatmaps per seed, QD curves) into the run director
 """
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
+from rlland import cli
 from rlland.qd import driver
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "qd.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "QD config file (path[:algo/task[/quick]])")
+_CONFIG = cli.define_config(_DEFAULT, "QD config file (path[:algo/task[/quick]])")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory (default: config.run_dir or runs/qd-<algo>-<task>-...)")
 _FORCE = flags.DEFINE_bool("force", False, "resume a run directory even if its config differs")
 _MAX_CHUNKS = flags.DEFINE_integer("max_chunks", None, "stop after this many chunks (resume later)")
@@ -25,7 +25,6 @@ _MAX_CHUNKS = flags.DEFINE_integer("max_chunks", None, "stop after this many chu
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint read and write at INFO
     result = driver.run(_CONFIG.value, run_dir=_RUN_DIR.value, force=_FORCE.value, max_chunks=_MAX_CHUNKS.value)
     h = result.history
     print(f"done: {result.run_dir}  ({'complete' if result.complete else 'stopped early; re-run to resume'})")
@@ -38,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(main, _DEFAULT)

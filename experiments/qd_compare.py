@@ -8,8 +8,9 @@ labelled by the runs' ``algo`` (or --labels); runs with the same label are poole
 mean over seeds with its 95% interval. QD scores written with different f_min are re-offset to a common one
 (rlland.qd.plotting.load_runs). Prints the final values.
 """
-from absl import app, flags
+from absl import flags
 
+from rlland import cli
 from rlland.qd import plotting as qd_plotting
 
 _RUN_DIRS = flags.DEFINE_list("run_dirs", None, "comma-separated run directories (each with a qd.h5)")
@@ -34,4 +35,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("run_dirs")
-    app.run(main)
+    cli.main(main)

@@ -57,11 +57,12 @@ def learning_curves(steps, returns, title: str = "", ylabel: str = "episode retu
     return fig
 
 
-def save(fig, path: str) -> str:
-    """Write ``fig`` as PNG atomically (temp file + rename) and close it."""
+def save(fig, path: str, dpi: int = 120, **savefig_kwargs) -> str:
+    """Write ``fig`` as PNG atomically (temp file + rename) and close it: the one figure saver of rlland."""
+    path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=dpi, **savefig_kwargs)
     plt.close(fig)
     os.replace(tmp, path)
     return path

@@ -298,9 +298,7 @@ def plot_state_plane_trajectory(
 
 
 def save_figure(fig, path, dpi: int = 150) -> None:
-    """Write a figure to ``path`` (PNG by extension), creating parent folders."""
-    import pathlib
+    """`rlland.plotting.save` at this module's resolution and a tight bounding box."""
+    from rlland import plotting
 
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plotting.save(fig, path, dpi=dpi, bbox_inches="tight")

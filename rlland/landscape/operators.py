@@ -26,10 +26,10 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from rlland.validation import positive_int
 import jax
 import jax.numpy as jnp
 
+from rlland.validation import positive_int
 
 _BUILDER_MARK = "_rlland_update_builder"
 
@@ -83,7 +83,10 @@ def _check_agent(agent, names: tuple[str, ...], what: str) -> None:
         raise ValueError(f"{what} needs a {' or '.join(names)} agent, got {name!r}")
 
 
-def _actor_step(agent, snapshot, learning_rate, batch_size, hparams, name) -> UpdateOperator:
+def _actor_step(agent, snapshot, *, learning_rate=None, batch_size: int | None = None,
+                hparams: Mapping | None = None, name: str) -> UpdateOperator:
+    """One actor Adam step of an off-policy agent (``agent.actor_update``) on a minibatch of the snapshot's
+    buffer, critic frozen: what :func:`td3_actor_step` and :func:`sac_actor_step` are."""
     hp = _hparams(snapshot, learning_rate, hparams)
     buffer = _field(snapshot, "buffer")
     batch_size = agent.config.batch_size if batch_size is None else positive_int("batch_size", batch_size)
@@ -114,7 +117,8 @@ def td3_actor_step(agent, snapshot, *, learning_rate=None, batch_size: int | Non
     true termination flags, which do not matter for an actor-only step anyway.
     """
     _check_agent(agent, ("td3",), "td3_actor_step")
-    return _actor_step(agent, snapshot, learning_rate, batch_size, hparams, "td3_actor_step")
+    return _actor_step(agent, snapshot, learning_rate=learning_rate, batch_size=batch_size, hparams=hparams,
+                       name="td3_actor_step")
 
 
 @_builder
@@ -132,7 +136,8 @@ def sac_actor_step(agent, snapshot, *, learning_rate=None, batch_size: int | Non
     training actor lr, whatever ``noise_amount`` said).
     """
     _check_agent(agent, ("sac",), "sac_actor_step")
-    return _actor_step(agent, snapshot, learning_rate, batch_size, hparams, "sac_actor_step")
+    return _actor_step(agent, snapshot, learning_rate=learning_rate, batch_size=batch_size, hparams=hparams,
+                       name="sac_actor_step")
 
 
 @_builder
@@ -151,7 +156,9 @@ def ppo_update(agent, snapshot, *, learning_rate=None, hparams: Mapping | None =
     an agent with ``epochs=1, num_minibatches=1`` over the same snapshot; the clip is ``hparams={"max_grad_norm":
     0.1}``.
     """
-    _check_agent(agent, ("ppo",), "ppo_update")
+    if agent.is_off_policy:
+        raise ValueError(f"ppo_update needs an on-policy agent (rollout / make_batch / update_epochs), got the "
+                         f"off-policy {agent.name!r}")
     hp = _hparams(snapshot, learning_rate, hparams)
 
     def step(params, extra, key):
@@ -169,13 +176,12 @@ def ppo_update(agent, snapshot, *, learning_rate=None, hparams: Mapping | None =
 
 @_builder
 def default_operator(agent, snapshot, **kwargs) -> UpdateOperator:
-    """The study's PURD operator for ``agent``: :func:`td3_actor_step`, :func:`sac_actor_step` or
-    :func:`ppo_update` (keyword arguments are passed on)."""
-    table = {"td3": td3_actor_step, "sac": sac_actor_step, "ppo": ppo_update}
-    name = getattr(agent, "name", None)
-    if name not in table:
-        raise ValueError(f"no default PURD operator for agent {name!r}; valid: {', '.join(table)}")
-    return table[name](agent, snapshot, **kwargs)
+    """The study's PURD operator for ``agent``: the actor step of an off-policy agent (``agent.is_off_policy``:
+    :func:`td3_actor_step` for TD3, :func:`sac_actor_step` for SAC), else :func:`ppo_update` (keyword arguments
+    are passed on)."""
+    if agent.is_off_policy:
+        return _actor_step(agent, snapshot, name=f"{agent.name}_actor_step", **kwargs)
+    return ppo_update(agent, snapshot, **kwargs)
 
 
 def param_noise(scale, part: str | None = "actor") -> Callable[[Any, jax.Array], Any]:

@@ -52,9 +52,7 @@ HEURISTICS = ("cvar", "ltp", "none")
 
 def _restorable_buffer_slots(state, num_writes: int):
     """Indices of the slots the next ``num_writes`` insertions will overwrite, and their current data."""
-    buffer = getattr(state, "buffer", None)
-    if buffer is None:
-        return None
+    buffer = state.buffer
     if num_writes >= buffer.capacity:
         idx = jnp.arange(buffer.capacity)
     else:
@@ -121,7 +119,7 @@ def reject_train(agent, state, key: jax.Array, max_steps: int, check_interval: i
     return_fn = policy_returns(agent) if return_fn is None else return_fn
     update_builder = default_operator if update_builder is None else update_builder
     # an off-policy agent.step inserts one transition per env (OffPolicyAgent.collect): the slots to save
-    num_writes = check_interval * int(getattr(agent.config, "num_envs", 1))
+    num_writes = check_interval * int(agent.config.num_envs) if agent.is_off_policy else 0
 
     def purd_stats(s, k):
         r = post_update_returns(update_builder(agent, s), return_fn, s.params, k, num_samples,
@@ -134,7 +132,7 @@ def reject_train(agent, state, key: jax.Array, max_steps: int, check_interval: i
     def check(carry, k):
         accepted, last = carry
         k_propose, k_purd = jax.random.split(k)
-        saved = _restorable_buffer_slots(accepted, num_writes)
+        saved = _restorable_buffer_slots(accepted, num_writes) if agent.is_off_policy else None
         proposed, _ = jax.lax.scan(lambda s, _: agent.step(s), accepted.replace(key=k_propose), None,
                                    length=check_interval)
         new = purd_stats(proposed, k_purd)

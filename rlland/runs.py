@@ -215,7 +215,11 @@ def load_snapshot(run_dir: str, step: int, agent: Any = None, params_only: bool 
     config = read_config(run_dir) if config is None else config
     agent = build(config)[1] if agent is None else agent
     abstract = sharding.with_sharding(abstract_state(agent, config.num_seeds), config.num_seeds)
-    sd, has_data = checkpoint.restore_snapshot(run_dir, step, abstract)
+    try:
+        sd, has_data = checkpoint.restore_snapshot(run_dir, step, abstract)
+    except Exception as err:  # orbax / TensorStore errors carry a long spec and no file name
+        raise ValueError(f"snapshot {step} of {run_dir} could not be read ({type(err).__name__}: "
+                         f"{str(err)[:300]})") from err
     if params_only:
         return checkpoint.from_dict(abstract.params, sd["params"])
     if "buffer" in sd and not has_data:

@@ -31,8 +31,17 @@ def write_h5(path: str, history: dict[str, np.ndarray], attrs: dict | None = Non
     os.replace(tmp, path)
 
 
+def open_h5(path: str):
+    """``h5py.File(path, "r")``; an unreadable file (missing, truncated, not HDF5) raises an OSError that names it
+    (h5py's own message, e.g. "file signature not found", does not)."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise OSError(f"cannot read {path}: {err}") from None
+
+
 def read_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         data = {}
         f.visititems(lambda name, obj: data.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
         return data, dict(f.attrs)
@@ -105,7 +114,7 @@ def write_layout_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict, lay
 def read_layout_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
     """``(datasets by full name, decoded attributes)`` of a file written by :func:`write_layout_h5`."""
     data = {}
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         f.visititems(lambda n, o: data.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
         attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
     return data, attrs

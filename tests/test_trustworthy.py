@@ -155,3 +155,17 @@ def test_run_ids_are_stable_and_not_the_basename(tmp_path):
     b.mkdir(parents=True)
     ia, ib = runs.run_id(str(a)), runs.run_id(str(b))
     assert ia != ib and runs.run_id(str(a)) == ia  # same basename, different wandb ids; stable on resume
+
+
+def test_unreadable_files_are_named(finished_run, tmp_path):
+    bad = tmp_path / "metrics.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    with pytest.raises(OSError, match=f"cannot read {bad}"):
+        read_h5(str(bad))
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    for p in (run_dir / "snapshots" / "32").rglob("*"):
+        if p.is_file() and p.parent.name == "d":  # truncate the array data of the snapshot
+            p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+    with pytest.raises(ValueError, match=f"snapshot 32 of {run_dir} could not be read"):
+        runs.load_snapshot(str(run_dir), 32, params_only=True)

@@ -139,7 +139,7 @@ def read_h5(path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any], dic
     import h5py
 
     groups, group_attrs = {}, {}
-    with h5py.File(path, "r") as f:
+    with sinks.open_h5(path) as f:
         attrs = {k: sinks.decode_attr(v) for k, v in f.attrs.items()}
 
         def visit(name, obj):

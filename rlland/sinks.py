@@ -142,6 +142,8 @@ class WandbSink:
         import wandb
 
         os.makedirs(os.path.join(run_dir, "wandb"), exist_ok=True)
+        if not console:  # wandb prints several lines per run at init and finish unless silenced
+            os.environ.setdefault("WANDB_SILENT", "true")
         settings = wandb.Settings(console="auto" if console else "off", quiet=not console,
                                   show_info=console, show_warnings=console)
         prefix = run_id or group

@@ -23,8 +23,8 @@ grid of 1000 cells over the foot-contact fraction in [0, 1] (the study's hopper 
 sigma 0.02 (the study's MAP-Elites), a fixed start state (``--random_init`` for a fresh one per evaluation).
 
 Writes benchmarks/results/<date>-<machine>-qd.json (raw timings) and rewrites (or with ``--results_mode
-append``, appends to) its own delimited "## MAP-Elites throughput" block in benchmarks/RESULTS.md; the rest of
-the file (train_throughput.py's tables) is left as it is.
+append``, appends to) its own block of benchmarks/RESULTS.md (see
+benchmarks/report.py); the other blocks are left as they are.
 
     .venv/bin/python benchmarks/qd_throughput.py --generations 20 --repeats 5 --peers   # the recorded run
     .venv/bin/python benchmarks/qd_throughput.py --generations 2 --no_write     # smoke
@@ -47,20 +47,20 @@ import numpy as np
 from rlland import qd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_throughput import (  # noqa: E402  (machine / version / load helpers shared with the training benchmark)
-    _f,
+from report import (  # noqa: E402  (the benchmarks' shared reporting: machine, versions, load, RESULTS.md blocks)
+    ROOT,
+    add_report_args,
+    check_repeats,
     finish_report,
+    fmt,
     log,
     run_peer_command,
     start_report,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "peers", "qdax_map_elites.py")
 PEER_PYTHON = os.path.join(ROOT, "benchmarks", "_peers", "qdax", "bin", "python")
 BLOCK = "qd_throughput"
-BEGIN = f"<!-- BEGIN {BLOCK}: written by benchmarks/qd_throughput.py; train_throughput.py keeps this block -->"
-END = f"<!-- END {BLOCK} -->"
 TARGET_VS_PEER, TARGET_VS_BARE = 1.0, 0.8
 
 
@@ -82,19 +82,12 @@ def parse_args(argv=None):
     p.add_argument("--line_sigma", type=float, default=0.05, help="iso_line emitter")
     p.add_argument("--random_init", action="store_true", help="a fresh random start state per evaluation")
     p.add_argument("--seeds", default="1", help="comma-separated seed counts N (1 is always measured too)")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls of each compiled kernel (>= 3)")
     p.add_argument("--no_bare", action="store_true", help="skip the bare-rollout (task.score only) measurement")
     p.add_argument("--peers", action="store_true", help="also run QDax (benchmarks/peers/qdax_map_elites.py)")
     p.add_argument("--peer_repeats", type=int, default=None, help="repeats passed to the peer (default --repeats)")
     p.add_argument("--peer_timeout", type=float, default=3600, help="seconds per peer subprocess")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
-    p.add_argument("--results_mode", choices=["rewrite", "append"], default="rewrite",
-                   help="rewrite the MAP-Elites block of RESULTS.md with this run, or append a run to it")
-    p.add_argument("--json", default=None,
-                   help="raw-timings path (default benchmarks/results/<date>-<machine>-qd.json)")
-    p.add_argument("--note", default="", help="free text written under the run's heading in RESULTS.md")
-    p.add_argument("--no_write", action="store_true", help="print only; write neither RESULTS.md nor the JSON")
+    add_report_args(p)
     a = p.parse_args(argv)
     try:
         a.seeds = sorted({int(s) for s in a.seeds.split(",") if s.strip()} | {1})
@@ -104,8 +97,7 @@ def parse_args(argv=None):
         p.error("--seeds, --hidden and --grid must be comma-separated integers")
     if min(a.seeds) < 1:
         p.error("--seeds must be >= 1")
-    if a.repeats < 3:
-        p.error("--repeats must be >= 3 (the median of at least 3 runs)")
+    check_repeats(p, a)
     if min(a.generations, a.batch_size, a.episode_length) < 1:
         p.error("--generations, --batch_size and --episode_length must be >= 1")
     if a.peer_repeats is None:
@@ -240,7 +232,7 @@ def _load(d):
 
 
 def _met(x, target):
-    return "—" if x is None else f"{_f(x, 2)} ({'met' if x >= target else 'MISSED'})"
+    return "—" if x is None else f"{fmt(x, 2)} ({'met' if x >= target else 'MISSED'})"
 
 
 def markdown(report: dict) -> str:
@@ -270,8 +262,8 @@ def markdown(report: dict) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
-        L.append(f"| {r['seeds']} | {_f(r['compile_s'])} | {_f(r['median_run_s'], 2)} | {_f(r['evals_per_s'], 0)} | "
-                 f"{_f(r['env_steps_per_s'], 0)} | {_met(r.get('ratio_vs_bare'), TARGET_VS_BARE)} | "
+        L.append(f"| {r['seeds']} | {fmt(r['compile_s'])} | {fmt(r['median_run_s'], 2)} | {fmt(r['evals_per_s'], 0)} | "
+                 f"{fmt(r['env_steps_per_s'], 0)} | {_met(r.get('ratio_vs_bare'), TARGET_VS_BARE)} | "
                  f"{_met(r.get('ratio_vs_peer'), TARGET_VS_PEER)} | {_load(r)} |")
     L += ["", "*evals/s* = seeds x K x batch ÷ median run time (one evaluation = one episode of "
           f"{a['episode_length']} steps); *÷ bare rollout* = MAP-Elites evals/s ÷ the bare rollout's evals/s at the "
@@ -282,8 +274,8 @@ def markdown(report: dict) -> str:
               "|---:|---:|---:|---:|---:|---|"]
         for r in report["rows"]:
             b = r["bare"]
-            L.append(f"| {r['seeds']} | {_f(b['compile_s'])} | {_f(b['median_run_s'], 2)} | "
-                     f"{_f(b['evals_per_s'], 0)} | {_f(b['env_steps_per_s'], 0)} | {_load(b)} |")
+            L.append(f"| {r['seeds']} | {fmt(b['compile_s'])} | {fmt(b['median_run_s'], 2)} | "
+                     f"{fmt(b['evals_per_s'], 0)} | {fmt(b['env_steps_per_s'], 0)} | {_load(b)} |")
         L.append("")
     if a["peers"]:
         p0 = report["rows"][0]["peer"]
@@ -293,8 +285,8 @@ def markdown(report: dict) -> str:
               "before → after |", "|---:|---:|---:|---:|---:|---:|---|"]
         for r in report["rows"]:
             p = r["peer"]
-            L.append(f"| {r['seeds']} | {_f(p['compile_s'])} | {_f(p['median_run_s'], 2)} | "
-                     f"{_f(p['evals_per_s'], 0)} | {_f(p['env_steps_per_s'], 0)} | "
+            L.append(f"| {r['seeds']} | {fmt(p['compile_s'])} | {fmt(p['median_run_s'], 2)} | "
+                     f"{fmt(p['evals_per_s'], 0)} | {fmt(p['env_steps_per_s'], 0)} | "
                      f"{', '.join(map(str, p['num_elites']))} | {_load(p)} |")
         L += ["", "Peer commands:", ""] + [f"- `{r['peer']['command']}`" for r in report["rows"]] + [""]
         L.append(f"rlland elites after the run: {'; '.join(', '.join(map(str, r['num_elites'])) for r in report['rows'])} "
@@ -309,20 +301,6 @@ Written by `benchmarks/qd_throughput.py` (see `benchmarks/README.md`, section "M
 columns, the parameter mapping to QDax and the caveats). Targets (issue 8): rlland MAP-Elites at least 1.0x QDax
 0.5.0 and at least 0.8 of the bare vmapped rollout rate, at the same setting.
 """
-
-
-def write_results(path: str, section: str, mode: str) -> None:
-    """Rewrite (or append to) the delimited MAP-Elites block of RESULTS.md; leave everything else as it is."""
-    text = open(path).read() if os.path.exists(path) else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        old, tail = rest.split(END, 1)
-        body = old.strip() + "\n\n" + section.rstrip() if mode == "append" else HEADER + "\n" + section.rstrip()
-    else:
-        head, tail = (text.rstrip() + "\n\n") if text.strip() else "", "\n"
-        body = HEADER + "\n" + section.rstrip()
-    with open(path, "w") as f:
-        f.write(head + BEGIN + "\n" + body.strip() + "\n" + END + tail)
 
 
 def main(argv=None):
@@ -354,7 +332,7 @@ def main(argv=None):
         row["scaling_vs_1_seed"] = row["evals_per_s"] / one["evals_per_s"]
     report["rows"] = rows
     report["versions"]["numpy"] = metadata.version("numpy")
-    finish_report(report, a, markdown, write_results)
+    finish_report(report, a, markdown, block=BLOCK, header=HEADER)
 
 
 if __name__ == "__main__":

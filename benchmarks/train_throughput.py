@@ -35,30 +35,31 @@ appends to) benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import math
 import os
-import platform
-import re
-import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from importlib import metadata
-
-import rlland  # noqa: F401  (sets rlland's XLA flags before JAX starts its backend)
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlland import agents, envs, train
-from rlland.buffers import check_fits
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import (  # noqa: E402  (the benchmarks' shared reporting: machine, versions, load, RESULTS.md blocks)
+    ROOT,
+    add_report_args,
+    check_repeats,
+    finish_report,
+    fmt,
+    log,
+    run_peer_command,
+    start_report,
+)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from rlland import agents, envs, train  # noqa: E402
+from rlland.buffers import check_fits  # noqa: E402
+
+BLOCK = "train_throughput"
 PEERS_DIR = os.path.join(ROOT, "benchmarks", "peers")
 PEER_VENVS = os.path.join(ROOT, "benchmarks", "_peers")
 PPO_NUM_ENVS, PPO_UNROLL, PPO_MINIBATCHES, PPO_EPOCHS = 64, 16, 4, 4
@@ -80,7 +81,6 @@ def parse_args(argv=None):
     p.add_argument("--buffer_size", type=int, default=100_000, help="TD3/SAC replay capacity per seed")
     p.add_argument("--ppo_steps", type=int, default=1_048_576,
                    help=f"PPO env steps per seed per run (multiple of {PPO_NUM_ENVS * PPO_UNROLL})")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls of each compiled kernel (>= 3)")
     p.add_argument("--separate", choices=["measure", "extrapolate"], default="measure",
                    help="N separate runs: call the compiled 1-seed kernel N times (measure), or N x its median")
     p.add_argument("--no_bare", action="store_true", help="skip the env-only (bare limit) measurement")
@@ -92,11 +92,7 @@ def parse_args(argv=None):
     p.add_argument("--brax_jax_cache", choices=["fresh", "off"], default="fresh",
                    help="brax_ppo.py --jax_cache (fresh: calls after the first load compiled executables)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
-    p.add_argument("--results_mode", choices=["rewrite", "append"], default="rewrite")
-    p.add_argument("--json", default=None, help="raw-timings path (default benchmarks/results/<date>-<machine>.json)")
-    p.add_argument("--note", default="", help="free text written under the run's heading in RESULTS.md")
-    p.add_argument("--no_write", action="store_true", help="print only; write neither RESULTS.md nor the JSON")
+    add_report_args(p)
     a = p.parse_args(argv)
     a.algos = [x.strip() for x in a.algos.split(",") if x.strip()]
     bad = [x for x in a.algos if x not in ("td3", "sac", "ppo")]
@@ -108,8 +104,7 @@ def parse_args(argv=None):
         p.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
     if min(a.seeds) < 1:
         p.error("--seeds must be >= 1")
-    if a.repeats < 3:
-        p.error("--repeats must be >= 3 (the median of at least 3 runs)")
+    check_repeats(p, a)
     if a.peer_repeats is None:
         a.peer_repeats = a.repeats
     if a.peer_repeats < 1:
@@ -126,91 +121,6 @@ def parse_args(argv=None):
     if "ppo" in a.algos and (a.ppo_steps < per_iter or a.ppo_steps % per_iter):
         p.error(f"--ppo_steps must be a positive multiple of {per_iter} (64 envs x unroll 16), got {a.ppo_steps}")
     return a
-
-
-# -- machine, versions, logging ------------------------------------------------------------------------------
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    load = os.getloadavg()[0]
-    print(f"[{time.perf_counter() - T0:7.1f}s load {load:4.1f}] {msg}", flush=True)
-
-
-def _sh(cmd: list[str], cwd: str = ROOT) -> str:
-    try:
-        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    mem_gib = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem_gib = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    devices = jax.devices()
-    gpu = [d.device_kind for d in devices if d.platform == "gpu"]
-    nvsmi = _sh(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"])
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "ram_gib": mem_gib,
-        "gpu": gpu or None,
-        "nvidia_smi": nvsmi or None,
-        "jax_backend": jax.default_backend(),
-        "jax_devices": [str(d) for d in devices],
-        "hostname": socket.gethostname(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def machine_slug(m: dict) -> str:
-    name = m["gpu"][0] if m["gpu"] else m["cpu"]
-    name = re.sub(r"\((R|TM)\)|CPU|Processor|@.*$", "", name, flags=re.I)
-    name = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "machine"
-    return f"{name}-{m['cores_usable']}c" if not m["gpu"] else f"{name}-x{len(m['gpu'])}"
-
-
-def versions() -> dict:
-    out = {k: metadata.version(k) for k in ("jax", "jaxlib", "brax", "flax", "optax")}
-    pkg = os.path.dirname(os.path.abspath(rlland.__file__))  # the rlland actually imported (editable or not)
-    sha = _sh(["git", "rev-parse", "HEAD"], cwd=pkg)
-    dirty = _sh(["git", "status", "--porcelain", "--", "."], cwd=pkg)
-    out["rlland"] = metadata.version("rlland") if _installed("rlland") else rlland.__version__
-    out["rlland_git"] = (sha[:12] + ("+uncommitted-changes-in-rlland/" if dirty else "")) if sha else "unknown"
-    out["rlland_dirty_files"] = dirty.splitlines() if dirty else []
-    out["rlland_path"] = pkg
-    out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
-    out["jax_compilation_cache_dir"] = jax.config.jax_compilation_cache_dir
-    return out
-
-
-def _installed(name: str) -> bool:
-    try:
-        metadata.version(name)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
-
-
-def uptime() -> str:
-    return _sh(["uptime"]) or "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # -- rlland kernels ------------------------------------------------------------------------------------------
@@ -358,31 +268,6 @@ def peer_command(algo: str, n: int, a) -> list[str]:
             "--seed", str(a.seed)]
 
 
-def run_peer_command(cmd: list[str], label: str, setup_hint: str, timeout: float) -> dict:
-    """Run a peer script (``cmd[0]`` is its venv's python) and return the JSON object of its last JSON line,
-    plus ``command`` (repo-relative) and ``subprocess_wall_s``."""
-    if not os.path.exists(cmd[0]):
-        raise FileNotFoundError(f"{cmd[0]} not found: run `{setup_hint}` first")
-    rel = [os.path.relpath(x, ROOT) if x.startswith(ROOT) else x for x in cmd]
-    log(f"{label}: {shlex.join(rel)}")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - t0
-    result = None
-    for line in reversed(proc.stdout.splitlines()):
-        try:
-            result = json.loads(line)
-            break
-        except json.JSONDecodeError:
-            continue
-    if proc.returncode != 0 or result is None:
-        tail = "\n".join(proc.stderr.splitlines()[-30:])
-        raise RuntimeError(f"{label} failed (rc {proc.returncode}); stderr tail:\n{tail}")
-    result["command"] = shlex.join(rel)
-    result["subprocess_wall_s"] = wall
-    return result
-
-
 def run_peer(algo: str, n: int, a) -> dict:
     venv = "brax_ppo" if algo == "ppo" else "rejax"
     return run_peer_command(peer_command(algo, n, a), f"peer {algo} N={n}",
@@ -471,16 +356,6 @@ def bench_algo(algo: str, a, env) -> dict:
 
 
 # -- output --------------------------------------------------------------------------------------------------
-def _f(x, nd=1, dash="—"):
-    if x is None:
-        return dash
-    if isinstance(x, float) and math.isnan(x):
-        return dash
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.{nd}f}"
-
-
 def markdown(report: dict) -> str:
     m, v, a = report["machine"], report["versions"], report["args"]
     gpu = ", ".join(m["gpu"]) if m["gpu"] else "none (CPU backend)"
@@ -509,10 +384,10 @@ def markdown(report: dict) -> str:
     for res in report["results"]:
         for r in res["rows"]:
             sep = r.get("separate")
-            L.append(f"| {r['algo']} | {r['seeds']} | {_f(r['compile_s'])} | {_f(r['median_run_s'], 2)} | "
-                     f"{_f(r['env_steps_per_s'], 0)} | {_f(r['updates_per_s'], 0)} | "
-                     f"{_f(r.get('ratio_vs_bare'), 3)} | {_f(sep['ratio'], 2) if sep else '—'} | "
-                     f"{_f(r.get('ratio_vs_peer'), 2)} |")
+            L.append(f"| {r['algo']} | {r['seeds']} | {fmt(r['compile_s'])} | {fmt(r['median_run_s'], 2)} | "
+                     f"{fmt(r['env_steps_per_s'], 0)} | {fmt(r['updates_per_s'], 0)} | "
+                     f"{fmt(r.get('ratio_vs_bare'), 3)} | {fmt(sep['ratio'], 2) if sep else '—'} | "
+                     f"{fmt(r.get('ratio_vs_peer'), 2)} |")
     L += ["",
           "updates/s counts TD3 critic updates (actor and targets every 2nd), SAC critic updates (each with one "
           "actor and one temperature update), PPO minibatch gradient steps. *vs bare env* = training env steps/s "
@@ -527,9 +402,9 @@ def markdown(report: dict) -> str:
         for r in res["rows"]:
             sep = r.get("separate")
             how = "" if not sep or sep["mode"] == "measure" else " (extrap.)"
-            L.append(f"| {r['algo']} | {r['seeds']} | {_f(r['median_run_s'], 2)} | "
-                     f"{(_f(sep['total_s'], 2) + how) if sep else '—'} | {_f(sep['ratio'], 2) if sep else '—'} | "
-                     f"{_f(r['scaling_vs_1_seed'], 2)} |")
+            L.append(f"| {r['algo']} | {r['seeds']} | {fmt(r['median_run_s'], 2)} | "
+                     f"{(fmt(sep['total_s'], 2) + how) if sep else '—'} | {fmt(sep['ratio'], 2) if sep else '—'} | "
+                     f"{fmt(r['scaling_vs_1_seed'], 2)} |")
     L.append("")
 
     if not a["no_bare"]:
@@ -541,8 +416,8 @@ def markdown(report: dict) -> str:
                 b = r["bare"]
                 envs_ = r["seeds"] * res["config"]["num_envs"]
                 name = r["algo"] + (f" (= {b['shared_with']} row)" if b.get("shared_with") else "")
-                L.append(f"| {name} | {r['seeds']} | {envs_} | {_f(b['compile_s'])} | "
-                         f"{_f(b['median_run_s'], 2)} | {_f(b['env_steps_per_s'], 0)} | {_f(r['ratio_vs_bare'], 3)} |")
+                L.append(f"| {name} | {r['seeds']} | {envs_} | {fmt(b['compile_s'])} | "
+                         f"{fmt(b['median_run_s'], 2)} | {fmt(b['env_steps_per_s'], 0)} | {fmt(r['ratio_vs_bare'], 3)} |")
         L.append("")
 
     if a["peers"]:
@@ -555,8 +430,8 @@ def markdown(report: dict) -> str:
                 first = p.get("compile_s", p.get("first_call_s"))
                 kind = "compile" if "compile_s" in p else "first call"
                 L.append(f"| {r['algo']} | {p['peer']} {p['version']} | {r['seeds']} | {p['jax']} | "
-                         f"{_f(first)} ({kind}) | {_f(p['median_run_s'], 2)} | {_f(p['env_steps_per_s'], 0)} | "
-                         f"{_f(p['updates_per_s'], 0)} | {_f(r['ratio_vs_peer'], 2)} |")
+                         f"{fmt(first)} ({kind}) | {fmt(p['median_run_s'], 2)} | {fmt(p['env_steps_per_s'], 0)} | "
+                         f"{fmt(p['updates_per_s'], 0)} | {fmt(r['ratio_vs_peer'], 2)} |")
         L += ["", "Peer commands:", ""]
         for res in report["results"]:
             for r in res["rows"]:
@@ -577,68 +452,6 @@ the exact command. Raw timings are in `benchmarks/results/`.
 """
 
 
-QD_BLOCK = ("<!-- BEGIN qd_throughput", "<!-- END qd_throughput -->")  # owned by qd_throughput.py
-
-
-def write_results(path: str, section: str, mode: str) -> None:
-    """Rewrite (or append to) the training part of RESULTS.md; the MAP-Elites block of qd_throughput.py is kept."""
-    old = open(path).read() if os.path.exists(path) else ""
-    keep = ""
-    if QD_BLOCK[0] in old and QD_BLOCK[1] in old:
-        i, j = old.index(QD_BLOCK[0]), old.index(QD_BLOCK[1]) + len(QD_BLOCK[1])
-        old, keep = old[:i] + old[j:], "\n" + old[i:j] + "\n"
-    if mode == "append" and old.strip():
-        text = old.rstrip() + "\n\n"
-    else:
-        text = HEADER + "\n"
-    with open(path, "w") as f:
-        f.write(text + section.rstrip() + "\n" + keep)
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.generic,)):
-        return x.item()
-    return x
-
-
-def start_report(script: str, a, argv, json_suffix: str = "") -> dict:
-    """The report header shared by the benchmark scripts: command, machine, versions, load; warns on a busy CPU."""
-    cmd = f"python benchmarks/{script} " + shlex.join(sys.argv[1:] if argv is None else argv)
-    m = machine_info()
-    report = dict(date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-                  started_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                  machine=m, machine_slug=machine_slug(m), versions=versions(), command=cmd.strip(),
-                  args=vars(a).copy(), note=a.note, uptime_start=uptime())
-    json_path = a.json or os.path.join(ROOT, "benchmarks", "results",
-                                       f"{report['date']}-{report['machine_slug']}{json_suffix}.json")
-    report["json_path"] = os.path.relpath(json_path, ROOT)
-    log(f"machine: {m['cpu']}, {m['cores_usable']} cores, {m['ram_gib']} GiB, backend {m['jax_backend']}, "
-        f"gpu {m['gpu']}; {report['uptime_start']}")
-    log(f"versions: {report['versions']}")
-    if m["jax_backend"] == "cpu" and os.getloadavg()[0] > 0.5 * m["cores_usable"]:
-        log(f"WARNING: load average {os.getloadavg()[0]:.1f} on {m['cores_usable']} cores: timings will be noisy")
-    return report
-
-
-def finish_report(report: dict, a, markdown_fn, write_fn) -> None:
-    """Close the report (end load and time), print its markdown and write the JSON and RESULTS.md section."""
-    report["uptime_end"] = uptime()
-    report["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    section = markdown_fn(report)
-    print("\n" + section, flush=True)
-    if not a.no_write:
-        json_path = os.path.join(ROOT, report["json_path"])
-        os.makedirs(os.path.dirname(json_path), exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(_jsonable(report), f, indent=1)
-        write_fn(a.results, section, a.results_mode)
-        log(f"wrote {os.path.relpath(a.results, ROOT)} and {report['json_path']}")
-
-
 def main(argv=None):
     a = parse_args(argv)
     report = start_report("train_throughput.py", a, argv)
@@ -646,7 +459,7 @@ def main(argv=None):
     report["results"] = []
     for algo in a.algos:
         report["results"].append(bench_algo(algo, a, env))
-    finish_report(report, a, markdown, write_results)
+    finish_report(report, a, markdown, block=BLOCK, header=HEADER)
 
 
 if __name__ == "__main__":

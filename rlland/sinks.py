@@ -123,19 +123,32 @@ def read_layout_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
 WANDB_MODES = ("online", "offline", "disabled")
 
 
+def history_rows(*tables: tuple[np.ndarray, dict[str, np.ndarray]]) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """The rows of a restored history, merged by step and sorted: each table is ``(steps [N], {key: [S, N]})``.
+
+    A resumed run logs them first, so its wandb session holds every row up to the checkpoint: wandb-core buffers
+    the offline file, and a ``kill -9`` loses the rows it had not written (the killed session's file can be
+    empty), while the checkpoint's history has them all. Online, wandb drops the steps its server already has."""
+    merged: dict[int, dict[str, np.ndarray]] = {}
+    for steps, columns in tables:
+        for j, step in enumerate(np.asarray(steps).tolist()):
+            merged.setdefault(int(step), {}).update({k: np.asarray(v)[:, j] for k, v in columns.items()})
+    return sorted(merged.items())
+
+
 class WandbSink:
     """One wandb run per seed, grouped under the experiment; ``mode`` online | offline | disabled.
 
-    Run ids are ``<run_id>-seed<i>`` with ``run_id`` the run directory's stable id (`rlland.runs.run_id`), so two
-    directories with the same basename never share a wandb run and a resumed directory logs to the same ids
-    (in offline mode wandb still writes one offline folder per session; ``wandb sync`` merges them by id). Every
-    row is committed as it is logged, so a kill loses no logged step. wandb's console output (sparklines,
-    summaries) is off unless ``console``.
+    Ids are ``<run_id>-seed<i>`` and the group ``<basename>-<run_id>``, with ``run_id`` the run directory's
+    stable id (`rlland.runs.run_id`): two directories with the same basename never share a wandb run or group,
+    and a resumed directory logs to the same ids. Every row is committed as it is logged, so a kill loses no
+    logged step. In offline mode wandb writes one folder per session (``offline-run-<time>-<id>``); the folders
+    of one id are one run, which ``wandb sync`` merges (rows a resume recomputes are bitwise the rows logged
+    before the kill). wandb's console output (sparklines, summaries) is off unless ``console``.
     """
 
-    def __init__(self, run_dir: str, group: str, num_seeds: int, config: dict, mode: str = "offline",
-                 project: str = "rlland", entity: str | None = None, run_id: str | None = None,
-                 console: bool = False):
+    def __init__(self, run_dir: str, run_id: str, num_seeds: int, config: dict, mode: str = "offline",
+                 project: str = "rlland", entity: str | None = None, console: bool = False):
         self.runs = []
         if mode == "disabled":
             return
@@ -146,10 +159,10 @@ class WandbSink:
             os.environ.setdefault("WANDB_SILENT", "true")
         settings = wandb.Settings(console="auto" if console else "off", quiet=not console,
                                   show_info=console, show_warnings=console)
-        prefix = run_id or group
+        group = f"{os.path.basename(os.path.abspath(run_dir))}-{run_id}"
         for seed in range(num_seeds):
             self.runs.append(wandb.init(project=project, entity=entity or None, group=group, name=f"seed{seed}",
-                                        id=f"{prefix}-seed{seed}", dir=run_dir, mode=mode, resume="allow",
+                                        id=f"{run_id}-seed{seed}", dir=run_dir, mode=mode, resume="allow",
                                         config=config | {"seed_index": seed}, reinit="create_new",
                                         settings=settings))
 
@@ -157,6 +170,11 @@ class WandbSink:
         """``per_seed`` maps metric names to arrays with a leading seed axis."""
         for seed, run in enumerate(self.runs):
             run.log({k: float(np.asarray(v)[seed]) for k, v in per_seed.items()}, step=int(step), commit=True)
+
+    def log_rows(self, rows: list[tuple[int, dict[str, np.ndarray]]]) -> None:
+        """Log ``(step, per-seed metrics)`` rows in order (see `history_rows`)."""
+        for step, per_seed in rows:
+            self.log(step, per_seed)
 
     def finish(self) -> None:
         for run in self.runs:

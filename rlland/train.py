@@ -230,9 +230,13 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
         text = f"eval return {healthy.mean():.1f}" if healthy.size else "eval return n/a"
         return text + (f" ({len(tracker.diverged)} diverged)" if tracker.diverged else "")
 
-    sink = sinks.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds, config_json,
-                           mode=config.wandb.mode, project=config.wandb.project, run_id=runs.run_id(run_dir),
+    sink = sinks.WandbSink(run_dir, runs.run_id(run_dir), config.num_seeds, config_json,
+                           mode=config.wandb.mode, project=config.wandb.project,
                            console=config.wandb.get("console", False))
+    if restored is not None:  # the checkpoint's rows first: the killed session's wandb file may have lost them
+        sink.log_rows(sinks.history_rows(
+            (history["train/steps"], {k: v for k, v in history.items() if k.startswith("train/") and k != "train/steps"}),
+            (history.get("eval/steps", []), {"eval/return_mean": history.get("eval/return_mean", [])})))
     bar = loop.progress_bar(config.total_steps, step, "step", f"{config.algo}/{config.env.name} x{config.num_seeds}",
                             config.get("progress", True))
     bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")

@@ -220,12 +220,15 @@ def test_ppo_run_results_h5_and_figure(tmp_path):
 
 # -- 2. resume after SIGKILL, bitwise ---------------------------------------------------------------------------
 def test_cli_killed_and_resumed_run_is_bitwise_identical(tmp_path):
-    overrides = dict(TD3_OVERRIDES, total_steps=192, keep_checkpoints=2)
+    """Killed after its first checkpoint and resumed: state, checkpoints, snapshots and metrics.h5 bitwise equal
+    to an uninterrupted run, and the offline wandb runs of both sessions hold every logged row."""
+    overrides = dict(TD3_OVERRIDES, total_steps=192, keep_checkpoints=2, **{"wandb.mode": "offline"})
     args = cli_args("td3/probe_action", overrides)
     killed, log = tmp_path / "killed", tmp_path / "killed.log"
+    wandb_env = {**wandb_home(tmp_path), "WANDB_MODE": "offline"}
     with open(log, "w") as err:  # a file, not a pipe: a full pipe would block the child
         proc = subprocess.Popen([sys.executable, "-c", DRIVER, "experiments/train.py", *args, f"--run_dir={killed}"],
-                                cwd=REPO, env=subprocess_env(RLLAND_TEST_PAUSE_AFTER_CHECKPOINT="3"),
+                                cwd=REPO, env=subprocess_env(RLLAND_TEST_PAUSE_AFTER_CHECKPOINT="3", **wandb_env),
                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 240
@@ -242,13 +245,15 @@ def test_cli_killed_and_resumed_run_is_bitwise_identical(tmp_path):
     steps = checkpoint.Checkpoints(str(killed), read_only=True).steps()
     assert steps and steps[-1] < overrides["total_steps"], steps  # it really died mid-way
 
-    out = cli(args + [f"--run_dir={killed}"], timeout=300)
+    out = cli(args + [f"--run_dir={killed}"], env=subprocess_env(**wandb_env), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"resuming {killed} from env step {steps[-1]}" in out.stdout
     assert "final eval return per seed" in out.stdout
 
     # the same config, uninterrupted, in this process
-    reference = train.run(runs.read_config(str(killed)), run_dir=str(tmp_path / "reference"))
+    config = runs.read_config(str(killed))
+    config.wandb.mode = "disabled"
+    reference = train.run(config, run_dir=str(tmp_path / "reference"))
     step_a, state_a, host_a = latest_state(killed)
     step_b, state_b, host_b = latest_state(tmp_path / "reference")
     assert step_a == step_b == overrides["total_steps"]
@@ -259,6 +264,29 @@ def test_cli_killed_and_resumed_run_is_bitwise_identical(tmp_path):
     for s in overrides["snapshot_steps"]:
         assert leaves_equal(runs.load_snapshot(str(killed), s),
                             runs.load_snapshot(str(tmp_path / "reference"), s))
+
+    # wandb: both sessions logged to the same id per seed (one offline folder each); the resumed session holds
+    # every row of metrics.h5 (the kill may have kept the first session's rows from reaching its file), and any
+    # row the killed session did write equals the resumed one's
+    histories = wandb_histories(killed)
+    rid = runs.run_id(str(killed))
+    assert sorted(histories) == [f"{rid}-seed0", f"{rid}-seed1"]
+    assert all(len(sessions) == 2 for sessions in histories.values())
+    for seed in range(2):
+        killed_session, resumed_session = histories[f"{rid}-seed{seed}"]
+        rows: dict[int, dict] = {}
+        for h in resumed_session:
+            rows.setdefault(h["_step"], {}).update(h)
+        for h in killed_session:
+            assert all(rows[h["_step"]][k] == v for k, v in h.items() if k[0] != "_"), h["_step"]
+        train_rows = sorted(s for s, r in rows.items() if "train/critic_loss" in r)
+        np.testing.assert_array_equal(train_rows, reference.train_steps)
+        np.testing.assert_array_equal(np.float32([rows[s]["train/critic_loss"] for s in train_rows]),
+                                      reference.train_metrics["critic_loss"][seed])
+        eval_rows = sorted(s for s, r in rows.items() if "eval/return_mean" in r)
+        np.testing.assert_array_equal(eval_rows, reference.eval_steps)
+        np.testing.assert_array_equal(np.float32([rows[s]["eval/return_mean"] for s in eval_rows]),
+                                      reference.eval_return_mean[seed])
 
 
 # -- 3. snapshots ---------------------------------------------------------------------------------------------
@@ -457,25 +485,41 @@ def _wandb_records(path: Path):
             pending += data
 
 
+def wandb_home(tmp_path) -> dict[str, str]:
+    """wandb's cache/config/data folders inside the test's tmp_path (nothing written to the user's home)."""
+    return {var: str(tmp_path / "wandb_home")
+            for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR")}
+
+
+def wandb_histories(run_dir: Path, group: str | None = None) -> dict[str, list[list[dict]]]:
+    """``{wandb run id: [history rows of each offline session]}`` of ``run_dir/wandb`` (optionally asserting
+    every run's group). Sessions are in time order (the folders are ``offline-run-<time>-<id>``); a killed
+    session's file can hold no record at all."""
+    out: dict[str, list[list[dict]]] = {}
+    for f in sorted((run_dir / "wandb").glob("offline-run-*/*.wandb")):
+        records = list(_wandb_records(f))
+        for r in records:
+            if r.WhichOneof("record_type") == "run":
+                assert r.run.run_id == f.parent.name.split("-", 3)[3]
+                assert group is None or r.run.run_group == group
+        out.setdefault(f.parent.name.split("-", 3)[3], []).append(
+            [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+             for r in records if r.WhichOneof("record_type") == "history"])
+    return out
+
+
 def test_wandb_offline_one_run_per_seed(tmp_path, monkeypatch):
-    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    for var, value in wandb_home(tmp_path).items():
+        monkeypatch.setenv(var, value)
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     run_dir = tmp_path / "exp"
     result = train.run(tiny_td3(**{"wandb.mode": "offline"}), run_dir=str(run_dir))
-    files = sorted((run_dir / "wandb").glob("offline-run-*/*.wandb"))
-    assert len(files) == 2
-    seen = {}
-    for f in files:
-        records = list(_wandb_records(f))
-        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
-        assert run.run_group == "exp"
-        seed = int(run.display_name.removeprefix("seed"))
-        history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-                   for r in records if r.WhichOneof("record_type") == "history"]
-        seen[seed] = history
-    assert sorted(seen) == [0, 1]
+    rid = runs.run_id(str(run_dir))
+    histories = wandb_histories(run_dir, group=f"exp-{rid}")
+    assert sorted(histories) == [f"{rid}-seed0", f"{rid}-seed1"]
+    assert all(len(sessions) == 1 for sessions in histories.values())
+    seen = {int(i.rsplit("seed", 1)[1]): sessions[0] for i, sessions in histories.items()}
     for seed, history in seen.items():
         evals = [(h["_step"], h["eval/return_mean"]) for h in history if "eval/return_mean" in h]
         assert [s for s, _ in evals] == result.eval_steps.tolist()

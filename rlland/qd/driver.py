@@ -353,12 +353,13 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     config_json = runs.jsonable(config)
     attrs = {"config": config_json, "qd_score_convention": "sum over elites of (f - f_min) (dqd-rl)",
              "f_min": float(config.f_min), "compile_seconds": compile_seconds, "init_seconds": init_seconds}
-    sink = sinks.WandbSink(run_dir, os.path.basename(os.path.abspath(run_dir)), config.num_seeds, config_json,
-                           mode=config.wandb.mode, project=config.wandb.project, run_id=runs.run_id(run_dir),
+    sink = sinks.WandbSink(run_dir, runs.run_id(run_dir), config.num_seeds, config_json,
+                           mode=config.wandb.mode, project=config.wandb.project,
                            console=config.wandb.get("console", False))
     evals = int(np.asarray(state.algo.num_evals).flat[0])
-    if restored is None:
-        sink.log(evals, {k: v[:, 0] for k, v in history.items() if k != "generations"})
+    columns = {k: v for k, v in history.items() if k != "generations"}  # every row so far (see history_rows)
+    sink.log_rows(sinks.history_rows((columns["evaluations"][0], columns)))
+
     def record(e: loop.ChunkEnd):
         _append_column(history, e.metrics, e.position)
 

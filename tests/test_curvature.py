@@ -62,7 +62,7 @@ def mlp_eigh(params, key, which="LA"):
     TRACES.append(("mlp", params["w1"].dtype, which))
     _, loss = make_problem(0, params["w1"].dtype)
     matvec = curvature.linearized_hvp(loss, params)
-    return curvature.lanczos_eigh(matvec, params, 4, key, num_iters=24, which=which, return_residuals=True)
+    return curvature.lanczos_eigh(matvec, params, 4, key, num_iters=24, which=which)
 
 
 @partial(jax.jit, static_argnames=("which",))
@@ -70,7 +70,7 @@ def dense_eigh(A, key, which="LA"):
     """Top-6 eigenpairs of a dense [32, 32] matrix (an argument, so one compile serves many matrices)."""
     TRACES.append(("dense", A.dtype, which))
     like = jnp.zeros(32, A.dtype)
-    return curvature.lanczos_eigh(lambda v: A @ v, like, 6, key, num_iters=32, which=which, return_flat=True)
+    return curvature.lanczos_eigh(lambda v: A @ v, like, 6, key, num_iters=32, which=which, return_flat=True)[:2]
 
 
 # ---------------------------------------------------------------------------------------------- HVP
@@ -121,7 +121,10 @@ def test_lanczos_float64_matches_numpy_and_scipy(truth):
     H, w, U = truth
     with x64():
         params, loss = make_problem(0, jnp.float64)
-        vals, vecs, res = mlp_eigh(params, jax.random.key(0))
+        result = mlp_eigh(params, jax.random.key(0))
+        vals, vecs, res = result[:3]
+        assert isinstance(result, curvature.EighResult) and bool(result.converged.all())
+        assert int(result.num_matvecs) == 24  # converged in the first cycle: no restart
         assert vals.dtype == jnp.float64 and vals.shape == (4,)
         assert jax.tree_util.tree_structure(vecs) == jax.tree_util.tree_structure(params)
         assert vecs["w1"].shape == (4, 3, 5)
@@ -151,7 +154,7 @@ def test_lanczos_float64_matches_numpy_and_scipy(truth):
 def test_lanczos_float32(truth):
     _, w, _ = truth
     params, _ = make_problem(0, jnp.float32)
-    vals, vecs, _ = mlp_eigh(params, jax.random.key(0))
+    vals, vecs, _ = mlp_eigh(params, jax.random.key(0))[:3]
     assert vals.dtype == jnp.float32 and vecs["w1"].dtype == jnp.float32
     np.testing.assert_allclose(vals, w[:4], rtol=1e-3)
 
@@ -165,10 +168,10 @@ def test_lanczos_vmap_over_keys_and_params(truth):
         batched = jax.vmap(mlp_eigh)
         # 3 keys, same parameters (seeds), then 3 parameter sets with their own keys (snapshots)
         for plist in ([params0] * 3, scaled):
-            vals_b, vecs_b, _ = batched(stack(plist), keys)
+            vals_b, vecs_b = batched(stack(plist), keys)[:2]
             assert vals_b.shape == (3, 4) and vecs_b["w1"].shape == (3, 4, 3, 5)
             for i in range(3):
-                vals_i, vecs_i, _ = mlp_eigh(plist[i], keys[i])
+                vals_i, vecs_i = mlp_eigh(plist[i], keys[i])[:2]
                 np.testing.assert_allclose(vals_b[i], vals_i, rtol=1e-10)
                 for leaf_b, leaf_i in zip(jax.tree_util.tree_leaves(vecs_b), jax.tree_util.tree_leaves(vecs_i)):
                     np.testing.assert_allclose(leaf_b[i], leaf_i, atol=1e-7)
@@ -247,8 +250,13 @@ def test_lanczos_validation():
     with pytest.raises(ValueError, match="num_iters"):
         curvature.lanczos_tridiag(mv, like, 6, key)
     # the default num_iters is min(n, max(2k + 1, 20)): valid for n = 5 (traced only, nothing compiled)
-    out = jax.eval_shape(lambda k: curvature.lanczos_eigh(mv, like, 2, k, return_residuals=True), key)
-    assert out[0].shape == (2,) and out[1]["a"].shape == (2, 5) and out[2].shape == (2,)
+    out = jax.eval_shape(lambda k: curvature.lanczos_eigh(mv, like, 2, k), key)
+    assert out.eigenvalues.shape == (2,) and out.eigenvectors["a"].shape == (2, 5) and out.residuals.shape == (2,)
+    assert out.converged.shape == (2,) and out.converged.dtype == bool and out.num_matvecs.shape == ()
+    with pytest.raises(ValueError, match="max_matvecs"):
+        curvature.lanczos_eigh(mv, like, 2, key, num_iters=4, max_matvecs=3)
+    with pytest.raises(ValueError, match="tol"):
+        curvature.lanczos_eigh(mv, like, 2, key, num_iters=4, tol=-1.0)
 
 
 def test_lanczos_matches_matfree():

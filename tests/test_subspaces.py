@@ -8,6 +8,7 @@ whole space and must reproduce the dense Hessian's eigenvalues; the critic (n = 
 import importlib.util
 import os
 import pathlib
+import shutil
 from functools import partial
 
 import jax
@@ -93,6 +94,10 @@ def test_h5_has_the_documented_datasets(result):
         assert f"gradient_subspace_fraction_010evs/true_gradient/{loss}" not in d  # k = 10 > 5 eigenvectors
     for loss in LOSSES[:2]:
         assert d[f"eigenvalue_residuals/{loss}"].shape == (SEEDS, len(STEPS), K)
+        assert d[f"eigenvalue_converged/{loss}"].shape == (SEEDS, len(STEPS), K)
+        assert d[f"num_matvecs/{loss}"].shape == (SEEDS, len(STEPS))
+    assert "eigenvalue_converged/combined_loss" not in d and "num_matvecs/combined_loss" not in d
+    assert attrs["rlland_layout_version"] == 2 and attrs["settings"] == layout.settings(c, [0, 1])
 
 
 def test_fractions_in_unit_interval_and_nondecreasing_in_k(result):
@@ -216,3 +221,67 @@ def test_ppo_snapshot_on_fresh_rollouts():
             f = np.asarray(o[gradient])
             assert f.shape == (2, 2)  # levels (1, 3): 100 > k is dropped
             assert np.all((f >= 0) & (f <= 1 + 1e-5)) and np.all(np.diff(f, axis=-1) >= -1e-6), (loss, f)
+
+
+def test_h5_stores_convergence(result):
+    """Residuals, converged flags and HVP counts of every solve: the actor's Lanczos run spans its whole space (97
+    steps, exact), the critic's converges k = 5 pairs within its first 128-step cycle or a few restarts."""
+    c, d, _ = result
+    for loss in LOSSES[:2]:
+        converged, hvps = d[f"eigenvalue_converged/{loss}"], d[f"num_matvecs/{loss}"]
+        assert converged.dtype == bool and hvps.dtype == np.int64
+        assert np.all(converged)
+        scale = np.max(np.abs(d[f"eigenvalues/{loss}"]), axis=-1, keepdims=True)
+        assert np.all(d[f"eigenvalue_residuals/{loss}"] <= c.tol * scale)
+    assert np.all(d["num_matvecs/policy_loss"] == 97)
+    hvps = d["num_matvecs/value_function_loss"]
+    p = K + (128 - K) // 2  # vectors kept at a restart
+    assert np.all((hvps >= 128) & ((hvps - 128) % (128 - p) == 0) & (hvps <= 128 + 20 * (128 - p))), hvps
+
+
+def test_convergence_warnings_one_line_per_unconverged_seed():
+    host = {"policy_loss": {"converged": np.array([[True, True], [True, False]]),
+                            "residuals": np.array([[0.0, 0.0], [0.0, 0.5]]),
+                            "eigenvalues": np.array([[2.0, 1.0], [2.0, 1.0]]), "num_matvecs": np.array([40, 60])},
+            "combined_loss": {"eigenvalues": np.ones((2, 2))}}
+    lines = run_analysis.convergence_warnings(128, [3, 7], host, 1e-4)
+    assert len(lines) == 1 and "step 128 seed 7" in lines[0] and "policy_loss 1 of 2" in lines[0]
+    assert "0.25" in lines[0] and "60 HVPs" in lines[0]
+
+
+def assert_same_datasets(a, b):
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_rerun_skips_finished_snapshots(run_dir, result, tmp_path, capsys):
+    """A finished file: a re-run (figures off, which is not a setting) computes nothing. An interrupted one (the
+    file holds the first snapshot only): the re-run computes the second snapshot alone, its overlap with the
+    first from the stored basis of the first, and ends with the same file as the uninterrupted run."""
+    c, d, attrs = result
+    copy = str(shutil.copytree(run_dir, tmp_path / "run"))
+    for step in STEPS:  # every step is an overlap reference step: its basis is kept beside the h5
+        assert os.path.exists(layout.basis_path(copy, step))
+    config = analysis_config(figures=False)
+    path = run_analysis.analyse_run(config, copy, compiler_options=FAST)
+    log = capsys.readouterr().out
+    assert log.count("with these settings, skipped") == len(STEPS), log
+    again, again_attrs = layout.read_h5(path)
+    assert again_attrs["compile_seconds"] == 0 and again_attrs["run_seconds"] == 0
+    assert_same_datasets(again, d)
+
+    full = layout.results_of(d)
+    first = layout.Results({STEPS[0]: full.per_step[STEPS[0]]}, {STEPS[0]: full.num_samples[STEPS[0]]},
+                           {key: v for key, v in full.overlaps.items() if key[1] == STEPS[0]}, full.num_parameters)
+    layout.write_h5(path, layout.collect(first, [0, 1], c.ks), attrs)
+    os.remove(layout.basis_path(copy, STEPS[1]))  # an interrupted run had not written it yet
+    run_analysis.analyse_run(config, copy, compiler_options=FAST)
+    log = capsys.readouterr().out
+    assert f"step {STEPS[0]}: already in" in log and f"step {STEPS[1]} ({SEEDS} seeds" in log, log
+    resumed, resumed_attrs = layout.read_h5(path)
+    assert resumed_attrs["compile_seconds"] > 0
+    assert_same_datasets(resumed, d)
+    # other settings: nothing is reused
+    assert layout.previous_results(path, layout.settings(analysis_config(tol=1e-3), [0, 1])) is None
+    assert layout.previous_results(path, layout.settings(config, [0])) is None

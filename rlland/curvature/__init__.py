@@ -9,10 +9,11 @@ snapshots come from ``jax.vmap`` over keys and ``(params, key)``.
     from functools import partial
     from rlland import curvature
     matvec = curvature.linearized_hvp(partial(loss, batch=batch), params)
-    eigvals, eigvecs = curvature.lanczos_eigh(matvec, params, k=100, key=key, num_iters=300)
-    frac = curvature.gradient_subspace_fraction(grad, eigvecs, ks=[1, 2, 5, 10, 20, 50, 100])
+    eig = curvature.lanczos_eigh(matvec, params, k=100, key=key, tol=1e-4)  # thick-restart Lanczos
+    eig.converged.all(), eig.num_matvecs                                    # per-pair flags, HVPs used
+    frac = curvature.gradient_subspace_fraction(grad, eig.eigenvectors, ks=[1, 2, 5, 10, 20, 50, 100])
 
-Modules: ``hvp`` (hvp, linearized_hvp, dense_hessian), ``lanczos`` (lanczos_tridiag, lanczos_eigh),
+Modules: ``hvp`` (hvp, linearized_hvp, dense_hessian), ``lanczos`` (lanczos_tridiag, lanczos_eigh -> EighResult),
 ``stochastic`` (hutchinson_trace, slq_quadrature, spectral_density), ``subspace``
 (gradient_subspace_fraction, subspace_overlap, random_subspace_baseline, merge_eigenbases), ``flat`` (a pytree
 operator as a flat one), ``analysis`` (actor/critic objectives of a training snapshot, their eigenbases and
@@ -40,7 +41,7 @@ from rlland.curvature.analysis import (
     subspace_fractions,
 )
 from rlland.curvature.hvp import dense_hessian, hvp, linearized_hvp
-from rlland.curvature.lanczos import LanczosResult, lanczos_eigh, lanczos_tridiag
+from rlland.curvature.lanczos import EighResult, LanczosResult, lanczos_eigh, lanczos_tridiag
 from rlland.curvature.stochastic import hutchinson_trace, slq_quadrature, spectral_density
 from rlland.curvature.subspace import (
     gradient_subspace_fraction,
@@ -54,6 +55,7 @@ __all__ = [
     "linearized_hvp",
     "dense_hessian",
     "lanczos_eigh",
+    "EighResult",
     "lanczos_tridiag",
     "LanczosResult",
     "hutchinson_trace",

@@ -11,8 +11,9 @@ Two layers:
 
 * loss-level, agent-free (design principle 7): an :class:`Objective` is one parameter block with a loss on a big
   fixed batch (``loss(x) -> scalar``, the "true loss" of B.2) and a loss on each of ``M`` stacked minibatches
-  (``minibatch_loss(x, mb)``). :func:`objective_spectrum` gives its top-k Hessian eigenpairs (Lanczos with full
-  reorthogonalisation over exact forward-over-reverse HVPs), :func:`objective_gradients` the true and minibatch
+  (``minibatch_loss(x, mb)``). :func:`objective_spectrum` gives its top-k Hessian eigenpairs (thick-restart
+  Lanczos with full reorthogonalisation over exact forward-over-reverse HVPs, converged to a relative residual
+  ``tol`` or flagged), :func:`objective_gradients` the true and minibatch
   gradients, :func:`subspace_fractions` the true- and estimated-gradient fractions, and
   :func:`snapshot_subspaces` all of it for several objectives, plus the "combined" loss (B.2: actor and critic
   bases merged by eigenvalue, zero-padded to all parameters). A user with their own network builds Objectives.
@@ -159,27 +160,30 @@ def resolve_subspace_sizes(n: int, k: int, num_iters: int, ks: Sequence[int] = S
     return k_eff, min(num_iters, n), tuple(sorted({x for x in ks if x <= k_eff}))
 
 
-def objective_spectrum(objective: Objective, k: int, key, num_iters: int, linearize: bool = True):
+def objective_spectrum(objective: Objective, k: int, key, num_iters: int, linearize: bool = True,
+                       tol: float = 1e-4, max_matvecs: int | None = None):
     """Top-k (largest algebraic, descending) Hessian eigenpairs of ``objective.loss`` at ``objective.params``.
 
-    Lanczos with full reorthogonalisation (:func:`rlland.curvature.lanczos_eigh`, ``which="LA"`` as the
-    reference's ``eigsh(which="LA")``, B.2) over exact HVPs. ``k`` and ``num_iters`` are used as given (see
+    Thick-restart Lanczos (:func:`rlland.curvature.lanczos_eigh`, ``which="LA"`` as the reference's
+    ``eigsh(which="LA", tol=1e-4)``, B.2) over exact HVPs, until every pair has ``||H y - theta y|| <= tol *
+    max|theta|`` or ``max_matvecs`` HVPs are spent. ``k`` and ``num_iters`` are used as given (see
     :func:`resolve_subspace_sizes` to clip them to the block size).
 
     Args:
       linearize: reuse one ``jax.linearize`` of the gradient for every HVP (fast; stores the forward pass), or
         recompute each HVP (``hvp``; needed to keep chunked losses' memory per chunk).
+      tol, max_matvecs: as in :func:`rlland.curvature.lanczos_eigh` (``None``: its default budget).
 
     Returns:
-      ``(eigenvalues [k], eigenvectors [k, n] flat in ravel_pytree(params) order, residuals [k])``; residuals are
-      the Ritz residual norms ``||H y - theta y||`` (small relative to ``|theta|`` = converged).
+      :class:`rlland.curvature.EighResult` with flat ``[k, n]`` eigenvectors in ``ravel_pytree(params)`` order, the
+      residual norms, the per-pair ``converged`` flags and the number of HVPs used.
     """
     if linearize:
         matvec = linearized_hvp(objective.loss, objective.params)
     else:
         matvec = partial(hvp, objective.loss, objective.params)
-    return lanczos_eigh(matvec, objective.params, k, key, num_iters=num_iters, which="LA", return_flat=True,
-                        return_residuals=True)
+    return lanczos_eigh(matvec, objective.params, k, key, num_iters=num_iters, which="LA", tol=tol,
+                        max_matvecs=max_matvecs, return_flat=True)
 
 
 def objective_gradients(objective: Objective):
@@ -212,7 +216,8 @@ def subspace_fractions(true_gradient, minibatch_gradients, eigvecs, ks: Sequence
 
 
 def snapshot_subspaces(objectives: dict[str, Objective], key, k: int, num_iters: int,
-                       ks: Sequence[int] = SUBSPACE_KS, combined: bool = True, linearize: bool = True) -> dict:
+                       ks: Sequence[int] = SUBSPACE_KS, combined: bool = True, linearize: bool = True,
+                       tol: float = 1e-4, max_matvecs: int | None = None) -> dict:
     """Eigenbases and gradient-subspace fractions of several objectives (one seed, one snapshot).
 
     For each ``name`` in ``objectives`` (e.g. ``policy_loss``, ``value_function_loss``): the top-k Hessian
@@ -226,8 +231,10 @@ def snapshot_subspaces(objectives: dict[str, Objective], key, k: int, num_iters:
 
     Returns:
       ``{name: {"eigenvalues" [k], "eigenvectors" [k, n], "true_gradient" [len(ks_name)],
-      "estimated_gradient" [len(ks_name)], "loss" [], "gradient_norm" [], ("residuals" [k])}}``, where
-      ``ks_name`` is the clipped tuple :func:`resolve_subspace_sizes` gives for that block.
+      "estimated_gradient" [len(ks_name)], "loss" [], "gradient_norm" [], and for the two blocks (not the
+      combined loss) "residuals" [k], "converged" [k] (bool) and "num_matvecs" [] (HVPs used)}}``, where ``ks_name``
+      is the clipped tuple :func:`resolve_subspace_sizes` gives for that block. ``tol`` / ``max_matvecs``: the
+      eigensolver's (:func:`objective_spectrum`).
     """
     if not objectives:
         raise ValueError("objectives is empty")
@@ -236,11 +243,13 @@ def snapshot_subspaces(objectives: dict[str, Objective], key, k: int, num_iters:
     for name, obj in objectives.items():
         n = ravel_pytree(obj.params)[0].shape[0]
         k_eff, m_eff, ks_eff = resolve_subspace_sizes(n, k, num_iters, ks)
-        vals, vecs, res = objective_spectrum(obj, k_eff, keys[name], m_eff, linearize=linearize)
+        eig = objective_spectrum(obj, k_eff, keys[name], m_eff, linearize=linearize, tol=tol, max_matvecs=max_matvecs)
+        vals, vecs = eig.eigenvalues, eig.eigenvectors
         loss, g, G = objective_gradients(obj)
         true, est = subspace_fractions(g, G, vecs, ks_eff)
         grads[name] = (g, G)
-        out[name] = {"eigenvalues": vals, "eigenvectors": vecs, "residuals": res, "true_gradient": true,
+        out[name] = {"eigenvalues": vals, "eigenvectors": vecs, "residuals": eig.residuals,
+                     "converged": eig.converged, "num_matvecs": eig.num_matvecs, "true_gradient": true,
                      "estimated_gradient": est, "loss": loss, "gradient_norm": jnp.linalg.norm(g)}
     if combined and set(objectives) == {"policy_loss", "value_function_loss"}:
         a, c = out["policy_loss"], out["value_function_loss"]
@@ -396,14 +405,16 @@ def on_policy_rollouts(agent, num_samples: int) -> int:
 
 def analyse_snapshot(agent, state, key, *, k: int, num_iters: int, ks: Sequence[int] = SUBSPACE_KS,
                      num_samples: int, num_minibatches: int = 0, minibatch_size: int = 0, chunk_size: int = 0,
-                     combined: bool = True) -> dict:
+                     combined: bool = True, tol: float = 1e-4, max_matvecs: int | None = None) -> dict:
     """Everything the subspace study computes for one seed's snapshot: the function to ``jit(vmap(...))``.
 
     ``key`` is split into ``(k_data, k_eig)``: ``k_data`` builds :func:`agent_objectives`, ``k_eig`` starts
     Lanczos. Returns :func:`snapshot_subspaces`' dict (``policy_loss``, ``value_function_loss`` and, with
-    ``combined``, ``combined_loss``). All keyword sizes are static.
+    ``combined``, ``combined_loss``). All keyword sizes are static; ``tol`` / ``max_matvecs`` go to the eigensolver
+    (:func:`objective_spectrum`).
     """
     k_data, k_eig = jax.random.split(key)
     objectives = agent_objectives(agent, state, k_data, num_samples, num_minibatches, minibatch_size, chunk_size)
     chunked = bool(chunk_size) and agent.is_off_policy and chunk_size < num_samples
-    return snapshot_subspaces(objectives, k_eig, k, num_iters, ks, combined=combined, linearize=not chunked)
+    return snapshot_subspaces(objectives, k_eig, k, num_iters, ks, combined=combined, linearize=not chunked,
+                              tol=tol, max_matvecs=max_matvecs)

@@ -84,7 +84,7 @@ def fractions(d: dict[str, np.ndarray], path: str, figure_ks: Sequence[int]) -> 
 
 def overlap_steps(d: dict[str, np.ndarray]) -> list[int]:
     """The overlap reference steps t1 present in ``d``."""
-    return sorted({int(name.split("_checkpoint")[1].split("/")[0]) for name in d if name.startswith("overlaps_top")})
+    return sorted({layout.overlap_reference(name)[0] for name in d if name.startswith("overlaps_top")})
 
 
 def overlaps(d: dict[str, np.ndarray], path: str, figure_ks: Sequence[int]) -> str:

@@ -17,6 +17,16 @@ The kernel is compiled once per distinct big-batch size (the whole replay buffer
 snapshots of a TD3 / SAC run may each compile; a fixed ``config.num_samples`` compiles once); compile time is
 reported apart from run time. Analysis keys: :func:`snapshot_keys` (a seed's result does not depend on which
 other seeds are selected). The config's keys are those of ``configs/subspaces.py``.
+
+Convergence: every Hessian's eigenpairs come from thick-restart Lanczos to ``config.tol`` (``||H y - theta y|| <=
+tol * max|theta|``) within ``config.max_matvecs`` HVPs; the residuals, per-pair converged flags and HVP counts are
+stored, and each snapshot and seed with unconverged pairs gets one warning line.
+
+Resuming: the h5 is rewritten atomically after every snapshot. A re-run reuses the snapshots the file already
+holds with the same settings (`rlland.curvature.layout.settings`: the config without the step selection and the
+figure options, and the seeds) and computes the others, as ``rlland.landscape.analysis.analyse_purd`` does; the
+eigenbases of the overlap reference steps are kept in ``subspaces_bases/`` so that later snapshots can still be
+compared with a reused step (a reused step whose basis file is missing or stale is recomputed).
 """
 from __future__ import annotations
 
@@ -33,6 +43,7 @@ from rlland import runs, sharding
 from rlland.buffers import check_fits
 from rlland.curvature import figures, layout
 from rlland.curvature.analysis import analyse_snapshot, on_policy_rollouts, resolve_subspace_sizes
+from rlland.curvature.layout import Results
 from rlland.curvature.subspace import subspace_overlap
 
 ON_POLICY_SAMPLES = 1_000_000  # PPO's big batch when config.num_samples is 0: 10^6 fresh samples (B.2)
@@ -85,7 +96,8 @@ def _snapshot_fn(agent, c: ml_collections.ConfigDict, ks: tuple[int, ...], num_s
     """``(state, key) -> analyse_snapshot(...)`` for one seed, every size static."""
     return partial(analyse_snapshot, agent, k=int(c.k), num_iters=int(c.num_iters), ks=ks, num_samples=num_samples,
                    num_minibatches=int(c.num_minibatches), minibatch_size=int(c.minibatch_size),
-                   chunk_size=int(c.chunk_size), combined=bool(c.combined))
+                   chunk_size=int(c.chunk_size), combined=bool(c.combined), tol=float(c.tol),
+                   max_matvecs=int(c.max_matvecs) or None)
 
 
 def _step_summary(host: dict, ks) -> str:
@@ -94,10 +106,39 @@ def _step_summary(host: dict, ks) -> str:
                      for loss, o in host.items())
 
 
+def convergence_warnings(step: int, seeds, host: dict, tol: float) -> list[str]:
+    """One line per seed of ``host`` (a snapshot's results, leading seed axis) with unconverged eigenpairs."""
+    lines = []
+    for i, seed in enumerate(seeds):
+        parts = []
+        for loss, o in host.items():
+            if "converged" in o and not np.all(o["converged"][i]):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    relative = np.max(o["residuals"][i]) / np.max(np.abs(o["eigenvalues"][i]))
+                parts.append(f"{loss} {int(np.sum(~o['converged'][i]))} of {o['converged'].shape[-1]} (max "
+                             f"residual / max|lambda| {relative:.2g} after {int(o['num_matvecs'][i])} HVPs)")
+        if parts:
+            lines.append(f"warning: step {step} seed {seed}: Hessian eigenpairs not converged to tol {tol:g}: "
+                         + "; ".join(parts) + " (raise config.max_matvecs or num_iters; eigenvalue_converged in the "
+                         "h5 marks them)")
+    return lines
+
+
+def _needs_basis(previous: Results, step: int, steps, t1_steps) -> bool:
+    """Whether an overlap with the reused snapshot ``step`` is not in the file, so that its basis must be loaded:
+    a pair ``(t1, step)`` for a reference step ``t1 <= step``, or, if ``step`` is a reference step, ``(step, t2)``
+    for a snapshot ``t2 >= step``."""
+    pairs = [(t1, step) for t1 in t1_steps if t1 <= step]
+    if step in t1_steps:
+        pairs += [(step, t2) for t2 in steps if t2 > step]
+    return any((t1, t2, loss) not in previous.overlaps for t1, t2 in pairs for loss in previous.per_step[step])
+
+
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,
                 compiler_options: dict | None = None) -> str:
     """Run the analysis of the module docstring on ``run_dir``; writes ``<run_dir>/subspaces.h5`` (layout:
-    :mod:`rlland.curvature.layout`) and, with ``c.figures``, the figures; returns the h5 path.
+    :mod:`rlland.curvature.layout`; rewritten after every snapshot, and snapshots already there with the same
+    settings are reused) and, with ``c.figures``, the figures; returns the h5 path.
 
     ``c``: a ``configs/subspaces.py`` config. ``compiler_options`` go to XLA when the kernel is compiled (tests pass
     cheap-compile CPU options). Raises ValueError for snapshots, seeds or sizes the run cannot give.
@@ -109,53 +150,78 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     resolve_subspace_sizes(1, int(c.k), int(c.num_iters), ks)  # validate k, num_iters, ks early
     if len(set(c.seeds)) != len(c.seeds):
         raise ValueError(f"seeds must be distinct indices of the run's seeds, got {list(c.seeds)}")
+    if c.max_matvecs and int(c.max_matvecs) < int(c.num_iters):
+        raise ValueError(f"max_matvecs ({c.max_matvecs}) must be 0 (the default budget) or >= num_iters "
+                         f"({c.num_iters})")
+    if not float(c.tol) >= 0:
+        raise ValueError(f"tol must be >= 0, got {c.tol}")
+    _, seeds = runs.select_seeds(None, c.seeds, run_config.num_seeds)
+    path = os.path.join(run_dir, layout.FILE_NAME)
+    settings = layout.settings(c, seeds)
+    previous = layout.previous_results(path, settings)
+    if previous is None and os.path.exists(path):
+        log(f"{path} was written with other settings (or an older layout): every snapshot is recomputed")
+    attrs = {"config": c.to_dict(), "run_dir": os.path.abspath(run_dir), "algo": run_config.algo,
+             "env": run_config.env.name, "settings": settings}
 
-    kernels, overlap_fns, bases = {}, {}, {}
+    # overlaps are deterministic functions of the two snapshots' results: every pair already in the file is reused
+    results = Results({}, {}, {key: v for key, v in previous.overlaps.items() if key[0] in t1_steps and key[1] in steps}
+                      if previous else {}, dict(previous.num_parameters) if previous else {})
+    kernels, overlap_fns, bases = {}, {}, {}  # bases: t1 -> {loss: [S, k, n]} (device arrays)
     compile_seconds = run_seconds = 0.0
-    T = len(steps)
-    per_step, num_samples_used, seeds = [], [], None
-    overlaps: dict[tuple[int, str], np.ndarray] = {}  # (t1, loss) -> [S, T, len(ks_loss)]
-    for j, step in enumerate(steps):
-        snapshot = runs.load_snapshot(run_dir, step, agent, config=run_config)
-        states, seeds = runs.select_seeds(snapshot, c.seeds, run_config.num_seeds)
-        S = len(seeds)
-        states = sharding.shard_seeds(states, S)
-        keys = snapshot_keys(int(c.seed), step, seeds)
-        n = resolve_num_samples(c, agent, states)
-        num_samples_used.append(n)
-        if n not in kernels:
+    for step in steps:
+        reused, vectors = previous is not None and step in previous.per_step, None
+        if reused and _needs_basis(previous, step, steps, t1_steps):
+            vectors = layout.read_basis(layout.basis_path(run_dir, step), settings)
+            if vectors is None:
+                reused = False
+                log(f"step {step}: in {path}, but its eigenbasis (needed for overlaps) is missing or stale: recomputed")
+        if reused:
+            host = previous.per_step[step]
+            results.num_samples[step] = previous.num_samples[step]
+            log(f"step {step}: already in {path} with these settings, skipped")
+        else:
+            snapshot = runs.load_snapshot(run_dir, step, agent, config=run_config)
+            states, _ = runs.select_seeds(snapshot, seeds, run_config.num_seeds)
+            states = sharding.shard_seeds(states, len(seeds))
+            keys = snapshot_keys(int(c.seed), step, seeds)
+            n = resolve_num_samples(c, agent, states)
+            results.num_samples[step] = n
+            if n not in kernels:
+                t0 = time.perf_counter()
+                kernels[n] = jax.jit(jax.vmap(_snapshot_fn(agent, c, ks, n))).lower(states, keys).compile(
+                    compiler_options)
+                compile_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            kernels[n] = jax.jit(jax.vmap(_snapshot_fn(agent, c, ks, n))).lower(states, keys).compile(
-                compiler_options)
-            compile_seconds += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(kernels[n](states, keys))
-        run_seconds += time.perf_counter() - t0
-        if step in t1_steps:
-            nbytes = sum(o["eigenvectors"].nbytes for o in out.values())
+            out = jax.block_until_ready(kernels[n](states, keys))
+            run_seconds += time.perf_counter() - t0
+            vectors = {loss: o["eigenvectors"] for loss, o in out.items()}
+            results.num_parameters.update({loss: int(v.shape[-1]) for loss, v in vectors.items()})
+            if step in t1_steps:
+                layout.write_basis(layout.basis_path(run_dir, step), vectors, settings, seeds, step)
+            host = {loss: {k: np.asarray(v) for k, v in o.items() if k != "eigenvectors"} for loss, o in out.items()}
+            for loss, o in host.items():
+                if not np.all(np.isfinite(o["loss"])):
+                    log(f"warning: non-finite {loss} at step {step} for seeds "
+                        f"{[s for s, v in zip(seeds, o['loss']) if not np.isfinite(v)]}: its results are NaN")
+            log(f"step {step} ({len(seeds)} seeds, {n} samples): {_step_summary(host, ks)}")
+        results.per_step[step] = host
+        if step in t1_steps and vectors is not None:
+            nbytes = sum(np.asarray(v).nbytes for v in vectors.values())
             check_fits(nbytes * (len(bases) + 1), f"the eigenbases of {len(bases) + 1} overlap reference steps")
-            bases[step] = {loss: o["eigenvectors"] for loss, o in out.items()}
-        for t1, basis in bases.items():  # B.4: this snapshot (t2) against every reference step t1 <= t2
-            for loss, o in out.items():
-                ks_loss = layout.levels(ks, o["eigenvalues"].shape[-1])
+            bases[step] = {loss: jnp.asarray(v) for loss, v in vectors.items()}
+        for t1 in (t for t in t1_steps if t <= step):  # B.4: this snapshot (t2) against every reference step t1 <= t2
+            for loss in host:
+                if (t1, step, loss) in results.overlaps:
+                    continue
+                ks_loss = layout.levels(ks, host[loss]["eigenvalues"].shape[-1])
                 if ks_loss not in overlap_fns:
                     overlap_fns[ks_loss] = jax.jit(jax.vmap(partial(subspace_overlap, ks=list(ks_loss))))
-                arr = overlaps.setdefault((t1, loss), np.full((S, T, len(ks_loss)), np.nan, np.float32))
-                arr[:, j] = np.asarray(overlap_fns[ks_loss](basis[loss], o["eigenvectors"]))
-        host = {loss: {k: np.asarray(v) for k, v in o.items() if k != "eigenvectors"} for loss, o in out.items()}
-        for loss, o in host.items():
-            if not np.all(np.isfinite(o["loss"])):
-                log(f"warning: non-finite {loss} at step {step} for seeds "
-                    f"{[s for s, v in zip(seeds, o['loss']) if not np.isfinite(v)]}: its results are NaN")
-        per_step.append(host)
-        log(f"step {step} ({S} seeds, {n} samples): {_step_summary(host, ks)}")
-
-    num_parameters = {loss: int(o["eigenvectors"].shape[-1]) for loss, o in out.items()}
-    datasets = layout.collect(per_step, overlaps, steps, seeds, num_samples_used, ks, num_parameters)
-    attrs = {"config": c.to_dict(), "run_dir": os.path.abspath(run_dir), "algo": run_config.algo,
-             "env": run_config.env.name, "compile_seconds": compile_seconds, "run_seconds": run_seconds}
-    path = os.path.join(run_dir, layout.FILE_NAME)
-    layout.write_h5(path, datasets, attrs)
+                results.overlaps[(t1, step, loss)] = np.asarray(overlap_fns[ks_loss](bases[t1][loss], vectors[loss]))
+        for line in convergence_warnings(step, seeds, host, float(c.tol)):
+            log(line)
+        datasets = layout.collect(results, seeds, ks)
+        layout.write_h5(path, datasets, attrs | {"compile_seconds": compile_seconds, "run_seconds": run_seconds})
     log(f"wrote {path} (compile {compile_seconds:.1f}s, run {run_seconds:.1f}s)")
     if c.figures:
         for fig_path in figures.figures(datasets, run_dir, tuple(int(x) for x in c.figure_ks)):

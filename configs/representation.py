@@ -47,7 +47,7 @@ def study() -> ml_collections.ConfigDict:
             # initialised target network), "auto" (snapshot0 when the run has a step-0 snapshot, else twin)
             data="auto",
         ),
-        snapshot_batch=0,  # snapshots per compiled call (vmapped with the seeds); 0 = all at once
+        snapshot_batch=1,  # snapshots per compiled call (vmapped with the seeds; 0 = all at once); the h5 is written after each
         figures=True,
     ))
 

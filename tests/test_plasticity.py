@@ -124,3 +124,56 @@ def test_config_arguments():
     assert c.snapshot_steps[0] == 0 and c.snapshot_steps[-1] == c.total_steps and c.agent.pfo_coef == 0.0
     with pytest.raises(ValueError, match="config argument"):
         config_module.get_config("ant")
+
+
+def test_analysis_is_resumable(run_dir, monkeypatch):
+    """representation.h5 is written after each snapshot; a re-run probes only what is missing or was probed with
+    other settings; read errors name the file and the step."""
+    c = config_module.get_config("quick")
+    c.plasticity.update(PROBE)
+    c.figures = False
+    path = os.path.join(run_dir, analysis.FILE_NAME)
+    if os.path.exists(path):
+        os.remove(path)
+    probed = []
+    real_batches, real_load = analysis.probe_batches, analysis.runs.load_snapshot
+
+    def spy(c, run_dir, run_config, agent, steps, *args):
+        probed.append(list(steps))
+        return real_batches(c, run_dir, run_config, agent, steps, *args)
+
+    monkeypatch.setattr(analysis, "probe_batches", spy)
+
+    def dies_at_256(run_dir, step, *args, **kwargs):  # the run is killed while loading its last snapshot
+        if step == 256:
+            raise KeyboardInterrupt
+        return real_load(run_dir, step, *args, **kwargs)
+
+    monkeypatch.setattr(analysis.runs, "load_snapshot", dies_at_256)
+    with pytest.raises(KeyboardInterrupt):
+        analysis.analyse_run(c, run_dir, verbose=False)
+    d, attrs = analysis.read_h5(path)  # the snapshots done before the kill are there
+    assert list(d["steps"]) == [0, 128] and d["plasticity/policy_loss"].shape == (2, 2)
+    first = d["plasticity/policy_loss"].copy()
+    monkeypatch.setattr(analysis.runs, "load_snapshot", real_load)
+    analysis.analyse_run(c, run_dir, verbose=False)
+    assert probed[-1] == [256]  # resumed: only the missing snapshot
+    d, _ = analysis.read_h5(path)
+    assert list(d["steps"]) == list(STEPS) and np.array_equal(d["plasticity/policy_loss"][:, :2], first)
+    analysis.analyse_run(c, run_dir, verbose=False)
+    assert probed[-1] == [256] and len(probed) == 2  # everything there: nothing probed
+    c.plasticity.epochs = 1  # another setting: every snapshot again, and the table is the new one
+    analysis.analyse_run(c, run_dir, verbose=False)
+    assert probed[-1] == list(STEPS)
+    d, attrs = analysis.read_h5(path)
+    assert '"epochs": 1' in attrs["settings"] and not np.array_equal(d["plasticity/policy_loss"][:, :2], first)
+    # read errors name the file (and the step)
+    datasets, attrs = analysis.read_raw(path)
+    del datasets["step_128/plasticity/value_loss"]
+    analysis.write_h5(path, datasets, attrs)
+    with pytest.raises(ValueError, match=f"{path}: snapshot step 128"):
+        analysis.read_h5(path)
+    with open(path, "wb") as f:
+        f.write(b"not hdf5")
+    with pytest.raises(OSError, match=path):
+        analysis.analyse_run(c, run_dir, verbose=False)

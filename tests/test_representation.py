@@ -271,3 +271,76 @@ def test_ratio_stats_vmap_over_batch_and_eps():
         for k in row:
             np.testing.assert_allclose(np.asarray(got[k][i]), np.asarray(row[k]), rtol=1e-6, err_msg=k)
         assert int(row["count_below"]) == int(np.sum(r[i] < 1 - eps[i]))
+
+
+# ------------------------------------------------------------------------------------------------- training route
+
+
+def numpy_ranks(s, n):
+    """The five ranks from singular values s (descending, float64), in numpy, with the reference's thresholds."""
+    s = np.asarray(s, np.float64)
+    p = s / s.sum()
+    crossed = lambda v: int(np.sum(~(np.cumsum(v) >= 0.99 * v.sum())) + 1)
+    return {"effective_rank": float(np.exp(-np.sum(p[p > 0] * np.log(p[p > 0])))),
+            "approximate_rank": crossed(s * s), "srank": crossed(s), "feature_rank": int(np.sum(s / np.sqrt(n) > 0.01)),
+            "matrix_rank": int(np.sum(s > s[0] * max(n, len(s)) * np.finfo(np.float32).eps))}
+
+
+def representative_features(rng, n=1024, d=64):
+    """Feature matrices of the kinds training produces, float32: healthy tanh / relu layers, collapsed ones (dead
+    relu units, saturated tanh units that duplicate each other, nearly dead units with std 1e-4, duplicated
+    columns), large pre-activations and a graded spectrum reaching 5e-8 s_max."""
+    pre = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.5
+    relu = np.maximum(pre, 0)
+    relu[:, :24] = 0  # dead units
+    relu[:, 24:30] = relu[:, 30:36]  # duplicated columns
+    tanh = np.tanh(pre)
+    tanh[:, :20] = np.sign(rng.normal(size=20))  # saturated: +-1 columns, rank-deficient together
+    tanh[:, 20:26] = 0.999 * np.sign(rng.normal(size=6)) + 1e-4 * rng.normal(size=(n, 6))  # nearly dead
+    U, _ = np.linalg.qr(rng.normal(size=(n, d)))
+    V, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    graded = (U * np.logspace(0, -7.3, d)) @ V.T * 100
+    return {"tanh": np.tanh(pre), "relu_collapsed": relu, "tanh_collapsed": tanh, "pre_large": 30 * pre,
+            "graded": graded}
+
+
+def test_training_route_ranks_equal_numpy_svd():
+    """diagnostics.rank_summary (Householder QR in XLA, then a D x D SVD) gives the ranks of numpy's float64 SVD of
+    the same float32 matrix, including rank-deficient ones where the Gram route sqrt(eigvalsh(F^T F)) in float32
+    would not (its errors reach sqrt(eps) s_max ~ 3e-4 s_max, above matrix_rank's tolerance N eps s_max)."""
+    from rlland.representation import diagnostics
+
+    rng = np.random.default_rng(7)
+    summary = jax.jit(diagnostics.rank_summary)
+    for name, F in representative_features(rng).items():
+        F = F.astype(np.float32)
+        s = np.linalg.svd(F.astype(np.float64), compute_uv=False)
+        want = numpy_ranks(s, F.shape[0])
+        # a fair comparison: no threshold within float32 rounding of a singular value (the integer ranks are the
+        # same for s perturbed by 1e-5 relative)
+        for scale in (1 - 1e-5, 1 + 1e-5):
+            nudged = numpy_ranks(s * np.r_[scale, np.ones(len(s) - 1)], F.shape[0])
+            assert all(nudged[k] == want[k] for k in want if k != "effective_rank"), name
+        got = {k: float(v) for k, v in summary(F).items()}
+        for k in ("approximate_rank", "srank", "feature_rank", "matrix_rank"):
+            assert got[k] == want[k], (name, k, got[k], want[k])
+        assert got["effective_rank"] == pytest.approx(want["effective_rank"], rel=1e-5), name
+        assert got["lambda_1"] == pytest.approx(s[0] / np.sqrt(F.shape[0]), rel=1e-5), name
+        np.testing.assert_allclose(np.asarray(diagnostics.tall_singular_values(F)), s, rtol=0, atol=2e-6 * s[0],
+                                   err_msg=name)
+    assert numpy_ranks(np.linalg.svd(representative_features(rng)["relu_collapsed"], compute_uv=False),
+                       1024)["matrix_rank"] == 34  # the collapsed cases are rank-deficient: 64 - 24 dead - 6 copies
+
+
+def test_householder_r_is_a_qr_factor():
+    from rlland.representation import diagnostics
+
+    rng = np.random.default_rng(8)
+    F = rng.normal(size=(40, 6)).astype(np.float32)
+    R = np.asarray(diagnostics.householder_r(F))
+    assert np.allclose(np.tril(R, -1), 0)
+    np.testing.assert_allclose(R.T @ R, F.T @ F, rtol=1e-4, atol=1e-4)  # R^T R = F^T F (F = QR, Q orthonormal)
+    F[:, 3] = 0  # a zero column is reflected onto nothing and stays zero
+    assert np.allclose(np.asarray(diagnostics.householder_r(F))[:, 3], 0)
+    with pytest.raises(ValueError, match="N >= D"):
+        diagnostics.householder_r(np.ones((3, 5), np.float32))

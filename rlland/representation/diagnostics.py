@@ -7,8 +7,9 @@ metrics come out as scalar entries of the step's metrics dict, i.e. as reduced s
 
 Three pieces:
 
-* :func:`feature_summary`: the scalar metrics of one or several feature matrices [N, D] (ranks from one QR + SVD
-  per matrix, batched over matrices of the same shape; dead-unit counts for post-activations; norms);
+* :func:`feature_summary`: the scalar metrics of one or several feature matrices [N, D] (ranks from one QR in XLA
+  + one D x D SVD per matrix, :func:`tall_singular_values`, batched over matrices of the same shape: one loop and
+  one LAPACK call per logging iteration for all of them; dead-unit counts for post-activations; norms);
 * :func:`subsample`: a fixed-size random subset of a batch (the logging cost is bounded by ``log_samples``, not
   by the batch size);
 * :func:`every`: run a metric function on iterations ``i % log_every == 0`` and return NaN (same structure,
@@ -20,7 +21,7 @@ leaf of the state, so the predicate is batched and JAX lowers the cond to a ``se
 every iteration, unless the vmap names its axis ``"seed"`` (``SEED_AXIS``; ``jax.vmap(chunk, axis_name="seed")``),
 in which case ``every`` reduces the predicate over that axis and the cond stays a branch (see :func:`every`).
 Either way the metrics are computed on a fixed subsample of ``log_samples`` rows, which bounds their cost
-whatever the batch size. The SVDs dominate that cost (8 matrices [log_samples, width] per PPO update).
+whatever the batch size. The spectra dominate that cost (8 matrices [log_samples, width] per PPO update).
 
 **Chunk reduction.** Non-logging iterations emit NaN. The chunk value of a metric is meant to be the mean over
 the LOGGED iterations of the chunk, i.e. a ``nanmean`` over the chunk; a plain mean is NaN unless every
@@ -40,20 +41,59 @@ from rlland.representation.units import dead_units, supports_dead_units
 from rlland.seed_axis import SEED_AXIS, seed_cond
 
 # supports_dead_units (from units) is part of what the agents call here
-__all__ = ["RANK_KEYS", "NORM_KEYS", "supports_dead_units", "tall_singular_values", "rank_summary",
+__all__ = ["RANK_KEYS", "NORM_KEYS", "supports_dead_units", "householder_r", "tall_singular_values",
+           "rank_summary",
            "feature_summary", "subsample", "nan_like", "every"]
 
 RANK_KEYS = ("effective_rank", "approximate_rank", "srank", "feature_rank", "matrix_rank", "lambda_1")
 NORM_KEYS = ("norm", "avg", "std")
 
 
+def householder_r(F: jax.Array) -> jax.Array:
+    """The triangular factor R [D, D] of ``F = QR`` (``F`` [N, D], N >= D), by D Householder reflections in XLA.
+
+    Step k reflects column k onto ``e_k`` below the diagonal (Golub & Van Loan, *Matrix Computations*, Alg. 5.2.1):
+    ``v = x - alpha e_k`` with ``x = F[k:, k]``, ``alpha = -sign(x_k) ||x||``, then ``F <- F - v (2 v^T F / v^T v)``.
+    Backward stable like LAPACK's ``geqrf`` (``F + dF = QR`` with ``||dF|| <= c N D eps ||F||``); it is the same
+    algorithm unblocked, written as one ``lax.fori_loop`` so that it runs in XLA's own threads rather than as a
+    LAPACK custom call (see :func:`tall_singular_values`). R's sign convention may differ from LAPACK's (signs
+    only: the singular values are the same). Float32 in, float32 out; vmappable.
+    """
+    F = jnp.asarray(F, jnp.float32)
+    n, d = F.shape
+    if n < d:
+        raise ValueError(f"householder_r: needs N >= D rows, got shape {F.shape}")
+    rows = jnp.arange(n)
+
+    def reflect(k, A):
+        x = jnp.where(rows >= k, jax.lax.dynamic_index_in_dim(A, k, axis=1, keepdims=False), 0.0)
+        alpha = -jnp.where(x[k] >= 0, 1.0, -1.0) * jnp.linalg.norm(x)
+        v = x - jnp.where(rows == k, alpha, 0.0)
+        vv = jnp.vdot(v, v)  # 0 only when the column is already zero from row k on: nothing to reflect
+        return A - jnp.outer(v, (v @ A) * jnp.where(vv > 0, 2.0 / jnp.where(vv > 0, vv, 1.0), 0.0))
+
+    return jnp.triu(jax.lax.fori_loop(0, d, reflect, F)[:d])
+
+
 def tall_singular_values(F: jax.Array) -> jax.Array:
-    """Singular values of ``F`` [N, D] (descending, float32), for N > D through a QR first: ``s(F) = s(R)`` with
-    ``F = QR``, R [D, D]. Same values as ``jnp.linalg.svd(F)`` up to float rounding (Householder QR is backward
-    stable), several times faster on CPU for N >> D."""
+    """Singular values of ``F`` [N, D] (descending, float32): for N > D those of its QR factor R [D, D]
+    (:func:`householder_r`; ``s(F) = s(R)``), then a D x D SVD.
+
+    Same values as ``jnp.linalg.svd(F)`` to float32 rounding: both steps are backward stable, so every s_i is
+    within about ``c eps s_max`` (eps = 2^-23) of the exact value, far below the smallest rank threshold used here
+    (``matrix_rank``'s ``max(N, D) eps s_max``). Why not the cheaper singular values from the Gram matrix,
+    ``sqrt(eigvalsh(F^T F))``: squaring puts float32 rounding of size ``eps s_max^2`` on every eigenvalue, i.e.
+    errors up to ``sqrt(eps) s_max ~ 3e-4 s_max`` on small singular values, which exceeds ``matrix_rank``'s
+    tolerance whenever N < 1/sqrt(eps) ~ 2900 and blurs exactly the tail that dead, duplicated or nearly dead
+    units create (a rank-deficient matrix would gain spurious ranks); in float64 it would be accurate, but
+    float64 exists inside a jitted chunk only under a global ``jax_enable_x64`` (a scoped ``jax.enable_x64`` is
+    lost when ``vmap`` re-traces the bodies of ``scan`` / ``cond``). Why not LAPACK's tall QR (the previous route):
+    its ``geqrf`` runs on the BLAS threads of scipy's OpenBLAS, which oversubscribe the cores XLA is using (up to
+    seconds per call on a loaded 2-core machine); the only LAPACK call left is the small D x D SVD.
+    """
     F = jnp.asarray(F, jnp.float32)
     if F.shape[0] > F.shape[1]:
-        F = jnp.linalg.qr(F, mode="r")
+        F = householder_r(F)
     return jnp.linalg.svd(F, compute_uv=False)
 
 

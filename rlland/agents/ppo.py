@@ -44,8 +44,11 @@ batch if it is smaller; the reference uses the whole batch), with the parameters
 ``log_metrics`` selects the groups in parentheses. Other iterations give NaN for these keys, so the chunk value
 is meant to be their nanmean over the chunk (a plain mean is NaN unless every iteration logs). Under a plain vmap
 over seeds the gate is a select and every iteration pays for the diagnostics; under ``jax.vmap(...,
-axis_name="seed")`` only logging iterations do (see ``diagnostics.every``). Their cost is bounded by the fixed
-``log_samples``. Dead units are logged for relu / gelu / tanh / leaky_relu only (undefined for other activations).
+axis_name="seed")`` (the driver's) only logging iterations do (see ``diagnostics.every``). Their cost is bounded
+by the fixed ``log_samples``: one batched spectrum (Householder QR in XLA + a D x D SVD,
+``diagnostics.tall_singular_values``) for the 8 feature matrices of a logging iteration, nothing per minibatch; at
+``configs/representation.py``'s default ``log_every`` = 10 this is within 10% of training throughput
+(``benchmarks/diagnostics_overhead.py``). Dead units are logged for relu / gelu / tanh / leaky_relu only (undefined for other activations).
 """
 from __future__ import annotations
 

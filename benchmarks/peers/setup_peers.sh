@@ -4,11 +4,13 @@
 #   benchmarks/_peers/rejax     rejax 0.1.3 + gymnax 0.0.9 + brax/jax/flax (rejax-requirements.txt)
 #   benchmarks/_peers/brax_ppo  brax 0.14.2 + jax/jaxlib 0.7.2           (brax-ppo-requirements.txt)
 #   benchmarks/_peers/qdax      qdax 0.5.0 + brax/jax/flax               (qdax-requirements.txt)
+#   benchmarks/_peers/torch     torch 2.13.0+cpu + scipy (SciPy eigsh over a PyTorch HVP, for
+#                               benchmarks/curvature_throughput.py; torch-requirements.txt)
 #
 # Idempotent: an existing venv whose smoke check passes (imports + exact pinned
 # versions) is left alone; a broken or mismatched one is deleted and rebuilt.
 #
-# Usage: bash benchmarks/peers/setup_peers.sh [rejax|brax_ppo|qdax ...] [--force] [--refreeze]
+# Usage: bash benchmarks/peers/setup_peers.sh [rejax|brax_ppo|qdax|torch ...] [--force] [--refreeze]
 #   --force     rebuild even if the venv looks fine
 #   --refreeze  install from the top-level pins below (letting pip resolve the rest)
 #               and rewrite the *-requirements.txt files with `pip freeze`
@@ -27,17 +29,21 @@ BRAX_TOP=(brax==0.14.2 jax==0.7.2 jaxlib==0.7.2)
 # QDax 0.5.0 only sets lower bounds (jax>=0.4.28, brax>=0.10.4, flax>=0.8.5, ...); it runs on the same
 # jax/brax/flax as rlland, so the MAP-Elites comparison uses one XLA version on both sides.
 QDAX_TOP=(qdax==0.5.0 jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 brax==0.14.2)
+# The CPU build of torch (no CUDA wheels): from PyTorch's CPU index when it is reachable, else from wherever pip
+# finds a "+cpu" wheel; scipy for eigsh (the study's solver).
+TORCH_TOP=(torch==2.13.0+cpu scipy numpy)
+TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 
 FORCE=0; REFREEZE=0; WHICH=()
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     --refreeze) REFREEZE=1; FORCE=1 ;;
-    rejax|brax_ppo|qdax) WHICH+=("$arg") ;;
-    *) echo "unknown argument: $arg (expected rejax, brax_ppo, qdax, --force, --refreeze)" >&2; exit 2 ;;
+    rejax|brax_ppo|qdax|torch) WHICH+=("$arg") ;;
+    *) echo "unknown argument: $arg (expected rejax, brax_ppo, qdax, torch, --force, --refreeze)" >&2; exit 2 ;;
   esac
 done
-[ ${#WHICH[@]} -eq 0 ] && WHICH=(rejax brax_ppo qdax)
+[ ${#WHICH[@]} -eq 0 ] && WHICH=(rejax brax_ppo qdax torch)
 
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
   || { echo "need Python 3.11 as \$PYTHON (got $("$PYTHON" --version 2>&1))" >&2; exit 1; }
@@ -82,6 +88,28 @@ assert got == want, got
 EOF
 }
 
+smoke_torch() {
+  "$1/bin/python" - <<'EOF'
+from importlib.metadata import version
+import scipy.sparse.linalg  # noqa: F401
+import torch
+x = torch.randn(3, requires_grad=True)
+(g,) = torch.autograd.grad((x ** 3).sum(), x, create_graph=True)
+(h,) = torch.autograd.grad(g, x, grad_outputs=torch.ones(3))  # an HVP works
+assert torch.allclose(h, 6 * x), h
+assert version("torch") == "2.13.0+cpu", version("torch")
+EOF
+}
+
+# Extra pip arguments per venv: torch's CPU index, only if this machine can reach it (pip would otherwise retry it
+# for every package).
+pip_extra() {
+  if [ "$1" = torch ] && "$PYTHON" -c "import urllib.request as u; u.urlopen('$TORCH_CPU_INDEX/', timeout=10)" \
+      >/dev/null 2>&1; then
+    echo "--extra-index-url $TORCH_CPU_INDEX"
+  fi
+}
+
 build() {  # build NAME REQFILE TOP...
   local name="$1" req="$2"; shift 2
   local venv="$PEERS_DIR/$name"
@@ -94,11 +122,13 @@ build() {  # build NAME REQFILE TOP...
   mkdir -p "$PEERS_DIR"
   "$PYTHON" -m venv "$venv"
   if [ "$REFREEZE" = 1 ] || [ ! -f "$req" ]; then
-    "$venv/bin/python" -m pip install -q "$@"
+    # shellcheck disable=SC2046
+    "$venv/bin/python" -m pip install -q $(pip_extra "$name") "$@"
     "$venv/bin/python" -m pip freeze --exclude-editable | grep -v '^pip==' | grep -v '^setuptools==' > "$req"
     echo "[$name] wrote $(wc -l < "$req") pins to $req"
   else
-    "$venv/bin/python" -m pip install -q -r "$req"
+    # shellcheck disable=SC2046
+    "$venv/bin/python" -m pip install -q $(pip_extra "$name") -r "$req"
   fi
   "$venv/bin/python" -m pip check
   "smoke_$name" "$venv"
@@ -110,5 +140,6 @@ for name in "${WHICH[@]}"; do
     rejax) build rejax "$HERE/rejax-requirements.txt" "${REJAX_TOP[@]}" ;;
     brax_ppo) build brax_ppo "$HERE/brax-ppo-requirements.txt" "${BRAX_TOP[@]}" ;;
     qdax) build qdax "$HERE/qdax-requirements.txt" "${QDAX_TOP[@]}" ;;
+    torch) build torch "$HERE/torch-requirements.txt" "${TORCH_TOP[@]}" ;;
   esac
 done

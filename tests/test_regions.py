@@ -451,3 +451,24 @@ def test_plot_functions_return_figures(tmp_path):
     assert isinstance(fig2, Figure) and len(fig2.axes) == 1
     with pytest.raises(ValueError, match="2-D state space"):
         regions.plot_state_plane_trajectory(_net(rng, 3, (4,)), np.zeros((5, 3), np.float32))
+
+
+def test_batch_counters_grow_the_buffer_and_match_one_large_buffer():
+    """count_segments / count_lines: exact counts for every item, whatever the first buffer; the same counts as one
+    call per item with a buffer that cannot overflow (itself checked against dense sampling above). The batch is
+    larger than the pilot, and the first buffer is too small for many items, so the cascade's retries and its
+    buffer choice for the rest both run."""
+    rng = np.random.default_rng(7)
+    layers = _net(rng, 5, (12, 12))
+    num = regions.counting.PILOT + 44
+    p0 = rng.normal(size=(num, 5)).astype(np.float32)
+    p1 = (p0 + 3.0 * rng.normal(size=(num, 5))).astype(np.float32)
+    bound = 13 * 13
+    for batch, one in ((regions.count_segments, regions.count_on_segment), (regions.count_lines, regions.count_on_line)):
+        ref = jax.vmap(lambda a, b: one(layers, a, b, max_pieces=bound))(p0, p1)
+        assert not np.asarray(ref.overflow).any()
+        first = jax.vmap(lambda a, b: one(layers, a, b, max_pieces=4))(p0, p1)
+        assert np.asarray(first.overflow).sum() > num // 4  # the first buffer really is too small for many
+        got = batch(layers, p0, p1, max_pieces=4)
+        assert not got.overflow.any()
+        np.testing.assert_array_equal(got.count, np.asarray(ref.count))

@@ -40,8 +40,10 @@ from rlland.regions.patterns import activation_pattern
 from rlland.regions.counting import (
     RegionCount,
     SegmentRegions,
+    count_lines,
     count_on_line,
     count_on_segment,
+    count_segments,
     segment_breakpoints,
 )
 from rlland.regions.plane import (
@@ -65,6 +67,8 @@ from rlland.regions.trajectory import (
 __all__ = [
     "count_on_segment",
     "count_on_line",
+    "count_segments",
+    "count_lines",
     "segment_breakpoints",
     "trajectory_metrics",
     "random_line_counts",

@@ -50,12 +50,28 @@ def test_a_constant_purd_still_plots(tmp_path):
     assert (tmp_path / "figures" / "purd_step_0.png").exists()
 
 
-def test_interpolation_and_rejection(run_dir):
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path):
+    path = str(tmp_path / "purd.h5")
+    landscape.write_purd_h5(path, {"a": np.ones((2, 3))})
+    with pytest.raises(ValueError):  # fails inside the file, after the first group is written
+        landscape.write_purd_h5(path, {"b": np.ones((2, 3)), "c": {"undiscounted": np.ones(3), "x": ["?"]}})
+    groups, _, _ = landscape.read_h5(path)
+    assert sorted(groups) == ["a"] and groups["a"]["undiscounted"].shape == (2, 3)
+
+
+def test_interpolation_and_rejection_skip_what_is_done(run_dir, capsys):
     steps = runs.snapshot_steps(run_dir)
-    out = analysis.analyse_interpolation(small("interpolate", num_points=3, seeds=(0,)), run_dir)
+    c = small("interpolate", num_points=3, seeds=(0,))
+    out = analysis.analyse_interpolation(c, run_dir)
     assert list(out) == [f"seed0_step{steps[0]}__seed0_step{steps[1]}"]
     assert next(iter(out.values()))["undiscounted"].shape == (3, 4)
-    curves = analysis.analyse_rejection(small("reject", max_steps=2, num_repeats=2), run_dir)
+    rc = small("reject", max_steps=2, num_repeats=2)
+    curves = analysis.analyse_rejection(rc, run_dir)
     assert curves["cvar"].shape == (4, 3)
+    capsys.readouterr()
+    again = analysis.analyse_interpolation(c, run_dir)  # the same pair with the same settings: read, not recomputed
+    np.testing.assert_array_equal(again[list(out)[0]]["undiscounted"], out[list(out)[0]]["undiscounted"])
+    np.testing.assert_array_equal(analysis.analyse_rejection(rc, run_dir)["cvar"], curves["cvar"])
+    assert capsys.readouterr().out.count("already in") == 2
     with pytest.raises(ValueError, match="seeds \\[5\\] are not in the run"):
         analysis.analyse_rejection(small("reject", max_steps=2, seeds=(5,)), run_dir)

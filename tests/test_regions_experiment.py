@@ -318,3 +318,36 @@ def test_figures_written(result, run_dir):
         assert os.path.isfile(path) and os.path.getsize(path) > 1000, name
     # inverted_pendulum has 4-D states: no state-plane picture
     assert not any(f.startswith("regions_state_plane") for f in os.listdir(os.path.join(run_dir, "figures")))
+
+
+def test_rerun_skips_and_a_lost_snapshot_is_recomputed_alone(result, run_dir, tmp_path, capsys):
+    """regions.h5 is written per snapshot: a re-run with the same settings computes nothing, and a file that lost a
+    snapshot (an interrupted analysis) gets that snapshot alone recomputed, with the counts of the full run."""
+    import shutil
+
+    c, d, _ = result
+    c = c.copy_and_resolve_references()
+    c.figures = False
+    c.plane.enabled = False
+    copy = str(tmp_path / "run")
+    shutil.copytree(run_dir, copy)
+    path = os.path.join(copy, analysis.FILE_NAME)
+    datasets, attrs = analysis.read_raw(path)
+    analysis.analyse_run(c, copy, verbose=True, compiler_options=FAST)
+    assert f"steps {list(STEPS)}: already in" in capsys.readouterr().out
+    assert analysis.read_raw(path)[0].keys() == datasets.keys()
+
+    lost = STEPS[0]  # as if the analysis had been killed before this snapshot was written
+    analysis.write_h5(path, {k: v for k, v in datasets.items() if not k.startswith(f"step_{lost}/")
+                             and k != "steps"} | {"steps": np.asarray(STEPS[1:])},
+                      {k: v for k, v in attrs.items() if not k.startswith(f"step_{lost}.")})
+    analysis.analyse_run(c, copy, verbose=True, compiler_options=FAST)
+    out = capsys.readouterr().out
+    assert f"steps {list(STEPS[1:])}: already in" in out and f"step {lost} (" in out
+    again = analysis.read_h5(path)[0]
+    for kind in analysis.KINDS:  # integer counts are exact; lengths are float sums over the same states
+        for name in ("transitions", "unique_patterns", "timesteps"):
+            np.testing.assert_array_equal(again[f"{kind}/episodes/{name}"], d[f"{kind}/episodes/{name}"])
+        np.testing.assert_allclose(again[f"{kind}/episodes/length"], d[f"{kind}/episodes/length"], rtol=1e-6)
+    for through in ("origin", "mean"):
+        np.testing.assert_array_equal(again[f"lines/{through}/counts"], d[f"lines/{through}/counts"])

@@ -62,8 +62,10 @@ def purd_summary(undiscounted: np.ndarray, alpha: float) -> dict[str, np.ndarray
             "cvar": np.asarray([float(stats.cvar(x, alpha)) for x in r])}
 
 
-def _settings(c) -> str:
-    return json.dumps(c.to_dict(), sort_keys=True, default=str)
+def _settings(c, *selection: str) -> str:
+    """What a group's result depends on, as sorted JSON: the config less the ``selection`` keys, which only say
+    which groups to compute (each group's name or attributes identify it)."""
+    return json.dumps({k: v for k, v in c.to_dict().items() if k not in selection}, sort_keys=True, default=str)
 
 
 def _done_groups(path: str, settings: str) -> set[str]:
@@ -88,7 +90,7 @@ def analyse_purd(c, run_dir: str, verbose: bool = True) -> dict:
         return out | {"pre_update": rf(snap.params, key).undiscounted}
 
     kernel = jax.jit(jax.vmap(one))
-    path, settings = os.path.join(run_dir, "purd.h5"), _settings(c)
+    path, settings = os.path.join(run_dir, "purd.h5"), _settings(c, "steps")
     done, results = _done_groups(path, settings), {}
     for step in steps:
         name = f"{c.operator}/step_{step}"
@@ -167,22 +169,29 @@ def analyse_interpolation(c, run_dir: str, verbose: bool = True) -> dict:
     def snapshot(rd, step):
         return runs.load_snapshot(rd, step, agent if rd == run_dir else None, params_only=True)
 
-    results = {}
-    for sa, ta, sb, tb in pairs:
+    h5_path, settings = os.path.join(run_dir, "interpolation.h5"), _settings(c, "pairs", "steps", "seeds", "same_seed")
+    done = _done_groups(h5_path, settings)
+    for sa, ta, sb, tb in pairs:  # host loop over pairs: each is written when done, a re-run skips it
+        name = f"seed{sa}_step{ta}__seed{sb}_step{tb}"
+        if name in done:
+            if verbose:
+                print(f"{name}: already in {h5_path} with these settings, skipped")
+            continue
         key = jax.random.PRNGKey(c.seed)
         for x in (sa, ta, sb, tb):
             key = jax.random.fold_in(key, x)
         out = jax.device_get(path(runs.select_seed(snapshot(run_dir, ta), sa),
                                   runs.select_seed(snapshot(run_dir_b, tb), sb), key))
-        name = f"seed{sa}_step{ta}__seed{sb}_step{tb}"
-        results[name] = dict(out, attrs={"seed_a": sa, "step_a": ta, "seed_b": sb, "step_b": tb,
-                                         "run_dir_b": os.path.abspath(run_dir_b)})
+        io.write_interpolation_h5(h5_path, {name: dict(out, attrs={
+            "seed_a": sa, "step_a": ta, "seed_b": sb, "step_b": tb, "run_dir_b": os.path.abspath(run_dir_b),
+            "settings": settings})}, {"run_dir": os.path.abspath(run_dir), "config": c.to_dict()})
         if verbose:
             mean = out["undiscounted"].mean(-1)
             print(f"{name}: mean return at A {mean[0]:.2f}, B {mean[-1]:.2f}, min along the path {mean.min():.2f} "
                   f"(a = {out['alphas'][mean.argmin()]:.2f})")
-    io.write_interpolation_h5(os.path.join(run_dir, "interpolation.h5"), results,
-                              {"run_dir": os.path.abspath(run_dir), "config": c.to_dict()})
+    groups, _, group_attrs = io.read_h5(h5_path)
+    names = {f"seed{sa}_step{ta}__seed{sb}_step{tb}" for sa, ta, sb, tb in pairs}
+    results = {n: dict(g, attrs=group_attrs[n]) for n, g in groups.items() if n in names}
     interpolation_figure(run_dir, results)
     return results
 
@@ -217,6 +226,12 @@ def analyse_rejection(c, run_dir: str, verbose: bool = True) -> dict:
     root = jax.random.fold_in(jax.random.PRNGKey(c.seed), step)
     keys = jax.vmap(lambda s, r: jax.random.fold_in(jax.random.fold_in(root, s), r))(
         index, np.tile(np.arange(c.num_repeats), len(seeds)))
+    path, name, settings = os.path.join(run_dir, "reject.h5"), f"{c.heuristic}/step_{step}", _settings(c, "step")
+    if name in _done_groups(path, settings):
+        if verbose:
+            print(f"{name}: already in {path} with these settings, skipped")
+        rejection_figure(run_dir, path, step)
+        return io.read_h5(path)[0][name]
     rf = return_fn(agent, c)
     builder = (functools.partial(operators.default_operator, learning_rate=c.learning_rate)
                if c.learning_rate >= 0 else operators.default_operator)
@@ -230,9 +245,8 @@ def analyse_rejection(c, run_dir: str, verbose: bool = True) -> dict:
               f"CVaR_{c.alpha} {curves['cvar'][:, 0].mean():.2f} -> {curves['cvar'][:, -1].mean():.2f}, "
               f"PURD mean {curves['mean'][:, 0].mean():.2f} -> {curves['mean'][:, -1].mean():.2f} "
               f"(averaged over runs)")
-    path = os.path.join(run_dir, "reject.h5")
-    io.write_reject_h5(path, {f"{c.heuristic}/step_{step}": dict(curves, attrs={
-        "step": step, "seeds": index.tolist(), "num_repeats": c.num_repeats})},
+    io.write_reject_h5(path, {name: dict(curves, attrs={
+        "step": step, "seeds": index.tolist(), "num_repeats": c.num_repeats, "settings": settings})},
         {"run_dir": os.path.abspath(run_dir), "config": c.to_dict()})
     rejection_figure(run_dir, path, step)
     return curves

@@ -5,8 +5,9 @@ Attributes (``attrs``, e.g. the experiment's ml_collections config): nested mapp
 lists of strings, ...) as the string ``"json:" + json.dumps(value)``, decoded by :func:`read_h5`. Every file also
 carries ``rlland_layout`` (the layout's name) and ``rlland_layout_version``.
 
-Files are opened in append mode: an existing group of the same name is replaced, other groups are kept (so one
-file collects e.g. every pair of a study; the original did the same per dataset).
+Writes add groups: an existing group of the same name is replaced, other groups are kept (so one file collects
+e.g. every pair of a study; the original did the same per dataset), and each write is atomic (a copy is appended to,
+then renamed over the file).
 
 Interpolation layout (:func:`write_interpolation_h5`, ``rlland_layout = "interpolation"``)::
 
@@ -42,6 +43,8 @@ Rejection-training layout (:func:`write_reject_h5`, ``rlland_layout = "reject"``
 from __future__ import annotations
 
 from collections.abc import Mapping
+import os
+import shutil
 from typing import Any
 
 import numpy as np
@@ -52,9 +55,16 @@ LAYOUT_VERSION = 1
 
 
 def _write(path, layout: str, groups: Mapping[str, Mapping[str, Any]], attrs, group_attrs) -> None:
+    """Add (or replace) ``groups`` in ``path`` atomically: the file is copied, appended to, then renamed over the
+    original, so a kill mid-write leaves the previous file whole."""
     import h5py
 
-    with h5py.File(path, "a") as f:
+    tmp = path + ".tmp"
+    if os.path.exists(path):
+        shutil.copyfile(path, tmp)
+    elif os.path.exists(tmp):
+        os.remove(tmp)
+    with h5py.File(tmp, "a") as f:
         sinks.set_attrs(f, attrs)
         f.attrs["rlland_layout"] = layout
         f.attrs["rlland_layout_version"] = LAYOUT_VERSION
@@ -65,6 +75,7 @@ def _write(path, layout: str, groups: Mapping[str, Mapping[str, Any]], attrs, gr
             for dname, data in datasets.items():
                 g.create_dataset(dname, data=np.asarray(data, np.float32))
             sinks.set_attrs(g, (group_attrs or {}).get(name))
+    os.replace(tmp, path)
 
 
 def _as_groups(results: Mapping, what: str) -> tuple[dict, dict]:

@@ -20,8 +20,9 @@ or line whose pieces overflow the buffer is recomputed with a doubled buffer (:f
 bound ``prod(width + 1)``, which cannot overflow), so no stored count is a silent lower bound; ``*/overflow`` says
 whether one still is.
 
-Kernels: every trajectory (all kinds, all snapshots) is collected by ONE compiled ``jit(vmap(seeds x episodes))``
-scan (the policy kind is a traced index, each episode picks its snapshot's params), then one compiled metrics
+Kernels: every trajectory (all kinds, all snapshots to compute) is collected by ONE compiled
+``jit(vmap(seeds x episodes))`` scan (the policy kind is a traced index, each episode picks its snapshot's params),
+then one compiled metrics
 kernel per snapshot (host loop) computes every metric for all seeds. Cost per snapshot scales with
 ``S * (E_fixed + E_current + E_random) * length`` segments (static shapes: steps after an episode ended are
 computed and masked out, so a short ``length`` is cheaper, not a short episode), each a sort of about
@@ -30,13 +31,22 @@ computed and masked out, so a short ``length`` is cheaper, not a short episode),
 shared 2-core CPU (load ~8): 2 seeds x 2 snapshots of a 64-64 PPO actor, ``length`` 1000, 1 + 1 + 10 episodes,
 100 lines per family, a 200 x 200 plane: 58 s compile, 412 s run.
 
-``<run_dir>/regions.h5`` (``rlland_layout = "regions"``, version 1; S = selected seeds, N = snapshots,
-E = episodes of the kind, T = length, d = observation size, L = num_lines, R = plane resolution)::
+**Resumable.** ``<run_dir>/regions.h5`` is rewritten atomically (:func:`rlland.sinks.write_layout_h5`) after every
+snapshot, so an interrupted analysis loses at most the snapshot in flight; a re-run skips every snapshot already in
+the file with the same :func:`settings` (the config less ``NOT_SETTINGS``, the seeds, the fixed step, the length)
+and computes only the others (the current trajectories of those snapshots alone; the fixed and random ones are
+recollected from the same keys). Groups of snapshots analysed with other settings stay in the file, outside the
+table; the run-level trajectories are the current settings'.
 
-    steps                                int64  [N]           snapshot env steps
+``regions.h5`` as stored (``rlland_layout = "regions"``, version 2; S = selected seeds, E = episodes of the kind,
+T = length, d = observation size, L = num_lines, R = plane resolution), one group per analysed snapshot::
+
+    steps                                int64  [N]           the current table's snapshot steps, sorted
     seeds                                int64  [S]           seed indices of the run
-    {fixed|current|random}/<metric>      float64 [S, N]       mean over the kind's E episodes (overflow: any)
-    {fixed|current|random}/episodes/<metric>      [S, N, E]   per episode
+    fixed/states, fixed/mask             float32 [S, E, T, d], bool [S, E, T]     (raw states)
+    random/states, random/mask           float32 [S, E, T, d], bool [S, E, T]
+    step_<step>/{fixed|current|random}/<metric>            float64 [S]      mean over the kind's E episodes
+    step_<step>/{fixed|current|random}/episodes/<metric>   [S, E]           per episode (overflow: any)
         <metric>: transitions            sum_i (regions on [s_i, s_i+1] - 1)
                   unique_patterns        distinct activation patterns over all pieces (reference num_regions)
                   unique_patterns_states distinct patterns among the visited states
@@ -48,22 +58,23 @@ E = episodes of the kind, T = length, d = observation size, L = num_lines, R = p
                   timesteps              valid states (mask sum)
                   clipped_states         valid states the obs normaliser clips (regions ignore the clip)
                   overflow               a segment still overflowed (count is a lower bound)
-    fixed/states, fixed/mask             float32 [S, E, T, d], bool [S, E, T]     (raw states)
-    random/states, random/mask           float32 [S, E, T, d], bool [S, E, T]
-    current/states, current/mask         float32 [S, N, E, T, d], bool [S, N, E, T]
-    lines/{origin|mean}/counts           int32  [S, N, L]     regions on each infinite line
-    lines/{origin|mean}/overflow         bool   [S, N, L]
-    lines/{origin|mean}/mean, std        float64 [S, N]       over the lines
-    max_pieces/segments, max_pieces/lines  int64 [N]          buffers used per snapshot (after any doubling)
+    step_<step>/current/states, mask     float32 [S, E, T, d], bool [S, E, T]
+    step_<step>/lines/{origin|mean}/counts     int32 [S, L]   regions on each infinite line
+    step_<step>/lines/{origin|mean}/overflow   bool  [S, L]
+    step_<step>/lines/{origin|mean}/mean, std  float64 [S]    over the lines
+    step_<step>/max_pieces/segments, lines     int64 []       buffers used (after any doubling)
     plane/region_ids                     int32  [R, R]        plane through three fixed-trajectory states of the
                                                               first selected seed under the last snapshot
     plane/anchors                        float32 [3, d]       the three states in the network's input space
     plane/anchors_raw                    float32 [3, d]       the same, raw
     plane/anchors_uv                     float32 [3, 2]
     plane/num_regions, plane/num_regions_gridlines, plane/overflow    scalars (grid count = lower bound)
-    attrs: config.* (flattened analysis config), run_dir, algo, env, hidden_sizes, num_neurons,
-           normalize_observations, fixed_step, length, plane.seed, plane.step, plane.anchor_indices,
-           compile_seconds, run_seconds
+    attrs: settings (JSON), config.* (flattened analysis config), run_dir, algo, env, hidden_sizes, num_neurons,
+           normalize_observations, fixed_step, length, plane.seed, plane.step, plane.anchor_indices;
+           per snapshot step_<step>.settings, step_<step>.compile_seconds, step_<step>.run_seconds
+
+:func:`read_h5` returns the table the figures and :func:`summary` use: the run-level datasets and each per-snapshot
+dataset stacked on a snapshot axis, ``<name>`` ``[S, N, ...]`` (``max_pieces/*`` ``[N]``).
 
 Figures in ``<run_dir>/figures/``: ``regions_density.png`` (density and density per neuron vs env steps, per
 seed + mean, for fixed / current / random), ``regions_lines.png`` (mean regions per line vs steps),
@@ -72,6 +83,7 @@ seed + mean, for fixed / current / random), ``regions_lines.png`` (mean regions 
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -87,7 +99,11 @@ from rlland.regions.layers import pieces_upper_bound
 from rlland.regions.plane import plane_partition, plot_plane_regions, plot_state_plane_trajectory, save_figure
 from rlland.validation import require_choice
 
-LAYOUT, LAYOUT_VERSION = "regions", 1
+LAYOUT, LAYOUT_VERSION = "regions", 2
+FILE_NAME = "regions.h5"
+# config keys that change no snapshot's result: which snapshots, buffer sizes (overflows are recomputed exactly),
+# memory batching, the plane picture (recomputed on every run) and whether to plot
+NOT_SETTINGS = ("steps", "max_pieces", "line_max_pieces", "episode_batch", "plane", "figures")
 KINDS = ("fixed", "current", "random")
 METRICS = {  # h5 name -> TrajectoryMetrics field
     "transitions": "num_transitions", "unique_patterns": "num_regions_pieces",
@@ -258,9 +274,18 @@ def _host(tree):
 
 
 # -- the analysis ----------------------------------------------------------------------------------------------
+def settings(c: ml_collections.ConfigDict, seeds, fixed_step: int, length: int) -> str:
+    """What one snapshot's result depends on, as sorted JSON: the analysis config less ``NOT_SETTINGS``, the
+    selected seeds, the resolved fixed step and trajectory length."""
+    d = {k: v for k, v in c.to_dict().items() if k not in NOT_SETTINGS}
+    return json.dumps(d | {"seeds": [int(s) for s in seeds], "fixed_step": int(fixed_step), "length": int(length)},
+                      sort_keys=True, default=str)
+
+
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,
                 compiler_options: dict | None = None) -> str:
-    """Run the analysis of the module docstring on ``run_dir``; returns the h5 path.
+    """Run the analysis of the module docstring on ``run_dir``, writing ``regions.h5`` after every snapshot
+    (snapshots already there with the same :func:`settings` are skipped); returns the h5 path.
 
     ``compiler_options`` go to XLA when the kernels are compiled (tests pass cheap-compile CPU options)."""
     log = print if verbose else (lambda *a, **k: None)
@@ -274,57 +299,75 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     widths = tuple(int(w) for w in agent.config.hidden_sizes)
     bound = pieces_upper_bound(widths)
     max_pieces, line_pieces = min(int(c.max_pieces), bound), line_buffer(c.line_max_pieces, widths)
+    seeds = runs.select_seeds(None, c.seeds, run_config.num_seeds)[1]  # validates the indices
+    current = settings(c, seeds, fixed_step, length)
+    path = os.path.join(run_dir, FILE_NAME)
+    datasets, attrs = read_raw(path) if os.path.exists(path) else ({}, {})
+    if attrs.get("settings") != current:  # the run-level trajectories belong to the current settings
+        datasets = {k: v for k, v in datasets.items() if k.startswith("step_")}
+    attrs = {k: v for k, v in attrs.items() if k.startswith("step_")}  # the rest is this run's
+    attrs |= {"config": c.to_dict(), "run_dir": os.path.abspath(run_dir), "algo": run_config.algo,
+              "env": run_config.env.name, "hidden_sizes": list(widths), "num_neurons": int(sum(widths)),
+              "normalize_observations": bool(agent.config.get("normalize_observations", False)),
+              "fixed_step": fixed_step, "length": length, "settings": current}
+    done = [s for s in steps if attrs.get(f"step_{s}.settings") == current]
+    todo = [s for s in steps if s not in done]
+    if done:
+        log(f"steps {done}: already in {path} with these settings, skipped")
+
+    def write(table_steps):
+        table = {"steps": np.asarray(sorted(table_steps), np.int64), "seeds": np.asarray(seeds, np.int64)}
+        write_h5(path, {k: v for k, v in datasets.items() if k not in table} | table, attrs)
 
     kernels = Kernels(agent, analysis_env(c, run_config, run_env), length, compiler_options)
-    t_start = time.perf_counter()
-    policy_steps = steps + ([fixed_step] if fixed_step not in steps else [])
-    stacked, seeds = load_policies(run_dir, policy_steps, agent, run_config, c.seeds)
-    keys = analysis_keys(c.seed, seeds)
-    fixed, random, current_all = collect_trajectories(kernels, stacked, keys, num_eps, c.policy,
-                                                      policy_steps.index(fixed_step), len(steps))
-
-    per_step, used = [], []
-    for j, step in enumerate(steps):
-        params = jax.tree.map(lambda x: x[:, j], stacked)
-        current = jax.tree.map(lambda x: x[:, j], current_all)
-        trajs = {"fixed": fixed, "current": current, "random": random}
-        compute = lambda mp, lp: _host(kernels.metrics(  # noqa: E731
-            params, trajs, fixed, keys["lines"], num_lines=int(c.num_lines), max_pieces=mp, line_max_pieces=lp,
-            piece_patterns=bool(c.piece_patterns), episode_batch=int(c.episode_batch)))
-        out, max_pieces, line_pieces = exact_counts(compute, max_pieces, line_pieces, bound,
-                                                    lambda msg: log(f"step {step}: {msg}"))
-        out["current_trajectory"] = _host(current)
-        per_step.append(out)
-        used.append((max_pieces, line_pieces))
-        log(step_summary(step, len(seeds), out))
-
-    datasets = stack_datasets(per_step, steps, seeds, _host(fixed), _host(random), used)
-    plane_attrs, partition, last = {}, None, runs.select_seed(params, 0)  # first seed, last snapshot
+    if todo:
+        policy_steps = todo + ([fixed_step] if fixed_step not in todo else [])
+        stacked, _ = load_policies(run_dir, policy_steps, agent, run_config, seeds)
+        keys = analysis_keys(c.seed, seeds)
+        fixed, random, current_all = collect_trajectories(kernels, stacked, keys, num_eps, c.policy,
+                                                          policy_steps.index(fixed_step), len(todo))
+        for name, traj in (("fixed", _host(fixed)), ("random", _host(random))):
+            datasets |= {f"{name}/states": traj.states, f"{name}/mask": traj.mask}
+        write(done)  # the settings and the trajectories, before any snapshot's metrics
+        for j, step in enumerate(todo):  # host loop over snapshots: each one is written when done
+            t0, compile0 = time.perf_counter(), kernels.compile_seconds
+            params = jax.tree.map(lambda x: x[:, j], stacked)
+            trajs = {"fixed": fixed, "current": jax.tree.map(lambda x: x[:, j], current_all), "random": random}
+            compute = lambda mp, lp: _host(kernels.metrics(  # noqa: E731
+                params, trajs, fixed, keys["lines"], num_lines=int(c.num_lines), max_pieces=mp,
+                line_max_pieces=lp, piece_patterns=bool(c.piece_patterns), episode_batch=int(c.episode_batch)))
+            out, max_pieces, line_pieces = exact_counts(compute, max_pieces, line_pieces, bound,
+                                                        lambda msg: log(f"step {step}: {msg}"))
+            out["current_trajectory"] = _host(trajs["current"])
+            datasets |= {f"step_{step}/{k}": v for k, v in step_datasets(out, (max_pieces, line_pieces)).items()}
+            compile_s = kernels.compile_seconds - compile0
+            attrs |= {f"step_{step}.settings": current, f"step_{step}.compile_seconds": compile_s,
+                      f"step_{step}.run_seconds": time.perf_counter() - t0 - compile_s}
+            done.append(step)
+            write(done)
+            log(step_summary(step, len(seeds), out) + f", written to {path}")
+    write(done)
     plane = bool(c.plane.enabled)
     if plane:
+        last = runs.select_seed(runs.load_snapshot(run_dir, steps[-1], agent, params_only=True,
+                                                   config=run_config), seeds[0])  # first seed, last snapshot
+        states, mask = datasets["fixed/states"][0], datasets["fixed/mask"][0]
         try:  # needs three non-collinear valid states (so d >= 2): skip the picture, keep the analysis
-            plane_data, plane_attrs, partition = plane_analysis(agent, last, datasets["fixed/states"][0],
-                                                                datasets["fixed/mask"][0], c.plane, seed=seeds[0],
+            plane_data, plane_attrs, partition = plane_analysis(agent, last, states, mask, c.plane, seed=seeds[0],
                                                                 step=steps[-1])
             datasets |= plane_data
+            attrs |= plane_attrs
+            write(done)
         except ValueError as err:
             log(f"warning: no plane picture: {err}")
             plane = False
-    run_seconds = time.perf_counter() - t_start - kernels.compile_seconds
-    attrs = {"config": c.to_dict(), "run_dir": os.path.abspath(run_dir), "algo": run_config.algo,
-             "env": run_config.env.name, "hidden_sizes": list(widths), "num_neurons": int(sum(widths)),
-             "normalize_observations": bool(agent.config.get("normalize_observations", False)),
-             "fixed_step": fixed_step, "length": length, "compile_seconds": kernels.compile_seconds,
-             "run_seconds": run_seconds} | plane_attrs
-    path = os.path.join(run_dir, "regions.h5")
-    write_h5(path, datasets, attrs)
-    log(f"wrote {path} (compile {kernels.compile_seconds:.1f}s, run {run_seconds:.1f}s)")
+    log(f"wrote {path} (compile {kernels.compile_seconds:.1f}s)")
     if c.figures:
-        for fig_path in figures(datasets, run_dir):
+        for fig_path in figures(read_h5(path)[0], run_dir):
             log(f"wrote {fig_path}")
         if plane:
-            for fig_path in plane_figures(agent, last, partition, datasets["fixed/states"][0],
-                                          datasets["fixed/mask"][0], run_dir, c.plane, seed=seeds[0], step=steps[-1]):
+            for fig_path in plane_figures(agent, last, partition, states, mask, run_dir, c.plane,
+                                          seed=seeds[0], step=steps[-1]):
                 log(f"wrote {fig_path}")
     return path
 
@@ -351,31 +394,25 @@ def summary(d: dict[str, np.ndarray]) -> str:
     return "\n".join(lines)
 
 
-def stack_datasets(per_step, steps, seeds, fixed, random, used) -> dict[str, np.ndarray]:
-    """Stack per-snapshot host results into the h5 datasets of the module docstring (snapshot axis second)."""
-    d = {"steps": np.asarray(steps, np.int64), "seeds": np.asarray(seeds, np.int64)}
-    stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  [S, ...] per step -> [S, N, ...]
+def step_datasets(out: dict, used: tuple[int, int]) -> dict[str, np.ndarray]:
+    """One snapshot's host results as the datasets of its ``step_<step>/`` group (seed axis first)."""
+    d = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN means (zero-length trajectories)
         for kind in KINDS:
-            per_ep = {name: stack([getattr(o[kind]["metrics"], field) for o in per_step])
-                      for name, field in METRICS.items()}
-            per_ep["clipped_states"] = stack([o[kind]["clipped_states"] for o in per_step])
+            per_ep = {name: np.asarray(getattr(out[kind]["metrics"], field)) for name, field in METRICS.items()}
+            per_ep["clipped_states"] = np.asarray(out[kind]["clipped_states"])
             for name, v in per_ep.items():
                 d[f"{kind}/episodes/{name}"] = v
                 d[f"{kind}/{name}"] = v.any(-1) if v.dtype == bool else np.nanmean(v.astype(np.float64), -1)
-    for name, traj in (("fixed", fixed), ("random", random)):
-        d[f"{name}/states"], d[f"{name}/mask"] = traj.states, traj.mask
-    d["current/states"] = stack([o["current_trajectory"].states for o in per_step])
-    d["current/mask"] = stack([o["current_trajectory"].mask for o in per_step])
+    d["current/states"], d["current/mask"] = out["current_trajectory"].states, out["current_trajectory"].mask
     for through in ("origin", "mean"):
-        counts = stack([o["lines"][through].counts for o in per_step])
+        counts = np.asarray(out["lines"][through].counts)
         d[f"lines/{through}/counts"] = counts.astype(np.int32)
-        d[f"lines/{through}/overflow"] = stack([o["lines"][through].overflow for o in per_step])
+        d[f"lines/{through}/overflow"] = np.asarray(out["lines"][through].overflow)
         d[f"lines/{through}/mean"] = counts.mean(-1, dtype=np.float64)
         d[f"lines/{through}/std"] = counts.std(-1, dtype=np.float64)
-    d["max_pieces/segments"] = np.asarray([u[0] for u in used], np.int64)
-    d["max_pieces/lines"] = np.asarray([u[1] for u in used], np.int64)
+    d["max_pieces/segments"], d["max_pieces/lines"] = np.int64(used[0]), np.int64(used[1])
     return d
 
 
@@ -475,10 +512,34 @@ def figures(d: dict[str, np.ndarray], run_dir: str) -> list[str]:
 
 
 def write_h5(path: str, datasets: dict[str, np.ndarray], attrs: dict) -> None:
-    """``regions.h5`` (layout of the module docstring), via :func:`rlland.sinks.write_layout_h5`."""
+    """``regions.h5`` as stored (layout of the module docstring), via :func:`rlland.sinks.write_layout_h5`."""
     sinks.write_layout_h5(path, datasets, attrs, LAYOUT, LAYOUT_VERSION)
 
 
+def read_raw(path: str) -> tuple[dict[str, np.ndarray], dict]:
+    """``(datasets, attributes)`` of a ``regions.h5`` as stored (groups per step); an unreadable file or one of
+    another layout raises an error that names it."""
+    datasets, attrs = sinks.read_layout_h5(path)
+    if attrs.get("rlland_layout") != LAYOUT or attrs.get("rlland_layout_version") != LAYOUT_VERSION:
+        raise ValueError(f"{path} is not a {LAYOUT!r} file of layout version {LAYOUT_VERSION} (layout "
+                         f"{attrs.get('rlland_layout')!r}, version {attrs.get('rlland_layout_version')}); move it "
+                         f"away to analyse again")
+    return datasets, attrs
+
+
 def read_h5(path: str) -> tuple[dict[str, np.ndarray], dict]:
-    """``(datasets, attrs)`` of a file written by :func:`write_h5` (:func:`rlland.sinks.read_layout_h5`)."""
-    return sinks.read_layout_h5(path)
+    """``(table, attributes)`` of a ``regions.h5``: the run-level datasets and every per-snapshot dataset of the
+    current table's steps stacked on a snapshot axis (second after seeds: ``[S, N, ...]``; ``max_pieces/*`` [N]).
+    A snapshot whose group is missing or differs from the others raises a ValueError naming the file and step."""
+    datasets, attrs = read_raw(path)
+    table = {k: v for k, v in datasets.items() if not k.startswith("step_")}
+    columns: dict[str, list[np.ndarray]] = {}
+    for step in (int(s) for s in table["steps"]):
+        prefix = f"step_{step}/"
+        group = {k[len(prefix):]: v for k, v in datasets.items() if k.startswith(prefix)}
+        if not group or (columns and sorted(group) != sorted(columns)):
+            raise ValueError(f"{path}: snapshot step {step} has datasets {sorted(group)}, expected "
+                             f"{sorted(columns) or 'those of the module docstring'}")
+        for k, v in group.items():
+            columns.setdefault(k, []).append(v)
+    return table | {k: np.stack(v, axis=min(1, np.ndim(v[0]))) for k, v in columns.items()}, attrs

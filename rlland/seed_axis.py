@@ -15,21 +15,24 @@ import jax
 import jax.numpy as jnp
 
 SEED_AXIS = "seed"
+ENV_AXIS = "env"  # the agents' vmap over the envs of one seed: an env's autoreset is a branch over both axes
 
 
-def any_over_seeds(pred: jax.Array, axis_name: str | None = SEED_AXIS) -> jax.Array:
-    """``pred`` OR-reduced over the named vmap axis when that axis is bound (the result is then unbatched),
-    else ``pred`` itself."""
-    if axis_name is None:
-        return pred
-    try:
-        return jax.lax.pmax(pred.astype(jnp.int32), axis_name) > 0
-    except NameError:  # no vmap / shard_map with this axis name around us
-        return pred
+def any_over_seeds(pred: jax.Array, axis_name: str | tuple[str, ...] | None = SEED_AXIS) -> jax.Array:
+    """``pred`` OR-reduced over the named vmap axis (or each of several) that is bound, else ``pred`` itself;
+    reduced over every batched axis around it, the result is unbatched."""
+    names = () if axis_name is None else (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+    out = pred
+    for name in names:
+        try:
+            out = jax.lax.pmax(out.astype(jnp.int32), name) > 0
+        except NameError:  # no vmap / shard_map with this axis name around us
+            pass
+    return out
 
 
 def seed_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, *operands,
-              axis_name: str | None = SEED_AXIS):
+              axis_name: str | tuple[str, ...] | None = SEED_AXIS):
     """``lax.cond(pred, true_fn, false_fn, *operands)``, evaluating ``true_fn`` only when some seed needs it
     (see the module docstring). ``false_fn`` should be the cheap branch: it runs on every call."""
     any_pred = any_over_seeds(pred, axis_name)

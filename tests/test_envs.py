@@ -44,6 +44,43 @@ def test_autoreset_draws_a_fresh_start_from_the_step_key():
     assert set(starts) == {-1.0, 1.0}  # Brax's AutoResetWrapper would replay a single cached start
 
 
+def test_autoreset_under_named_axes_matches_the_select_and_skips_unneeded_resets():
+    """A batch vmapped over ENV_AXIS / SEED_AXIS branches on "some env ended": the same states as a plain vmap (which
+    selects a reset computed at every step), and the reset runs only on steps where an env ended."""
+    from rlland.seed_axis import ENV_AXIS, SEED_AXIS
+
+    env = envs.make("probe_time_limit", episode_length=3)
+    calls = []
+    reset = env.reset
+
+    def counted_reset(key):
+        jax.debug.callback(lambda: calls.append(1))
+        return reset(key)
+
+    env.reset = counted_reset
+    keys = jax.random.split(jax.random.PRNGKey(2), 4 * 2 * 2).reshape(4, 2, 2, 2)  # [step, seed, env, key]
+
+    def run(vstep):
+        state = jax.vmap(jax.vmap(reset))(keys[0])
+        outs = []
+        for k in keys:
+            state, out = vstep(state, jnp.zeros((2, 2, 1)), k)
+            outs.append(out)
+        jax.effects_barrier()
+        return outs
+
+    plain = run(jax.jit(jax.vmap(jax.vmap(env.step))))
+    plain_calls, calls[:] = len(calls), []
+    named = run(jax.jit(jax.vmap(jax.vmap(env.step, axis_name=ENV_AXIS), axis_name=SEED_AXIS)))
+    for a, b in zip(plain, named):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert [bool(o.truncated.any()) for o in named] == [False, False, True, False]
+    # (a debug callback under vmap runs once per call of the batch)
+    assert plain_calls == 4, "a plain vmap selects: the reset runs at every step"
+    assert len(calls) == 1, "named axes: the reset runs only on the step where the episodes ended"
+
+
 def test_fixed_start_and_random_start_on_brax():
     fixed = envs.make("hopper", fixed_start=True)
     a, b = fixed.reset(jax.random.PRNGKey(1)), fixed.reset(jax.random.PRNGKey(2))

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlland.seed_axis import SEED_AXIS, seed_cond
+from rlland.seed_axis import ENV_AXIS, SEED_AXIS, any_over_seeds, seed_cond
 
 
 def _gate(calls):
@@ -35,3 +35,12 @@ def test_seed_cond_matches_cond_per_seed_and_skips_the_branch_no_seed_takes():
     # unnamed vmap and no vmap: plain lax.cond semantics
     np.testing.assert_array_equal(jax.vmap(gate)(jnp.array([True, False, True]), x)["y"], mixed["y"])
     assert float(gate(jnp.array(False), jnp.array(5.0))["y"]) == 4.0
+
+
+def test_any_over_several_axes_reduces_each_bound_one():
+    pred = jnp.array([[False, False], [False, True]])  # [seed, env]
+    inner = jax.vmap(lambda p: any_over_seeds(p, (ENV_AXIS, SEED_AXIS)), axis_name=ENV_AXIS)
+    both = jax.vmap(inner, axis_name=SEED_AXIS)(pred)
+    np.testing.assert_array_equal(both, jnp.ones((2, 2), bool))  # one env of one seed: true for all
+    env_only = jax.vmap(inner)(pred)  # seed axis unnamed: reduced over the envs of each seed only
+    np.testing.assert_array_equal(env_only, [[False, False], [True, True]])

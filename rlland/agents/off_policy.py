@@ -34,7 +34,7 @@ from rlland.buffers import ReplayBuffer, Transition, check_fits, memory_bytes
 from rlland.envs import EnvState
 from rlland.normalization import RunningStats
 from rlland.representation import diagnostics
-from rlland.seed_axis import seed_cond
+from rlland.seed_axis import ENV_AXIS, seed_cond
 
 LOG_GROUPS = ("ranks", "dead_units", "norms")
 _LOG_STREAM = 0x726570  # fold_in constant of the diagnostics' minibatch key ("rep")
@@ -108,7 +108,7 @@ class OffPolicyAgent(Agent):
         random_action = jax.random.uniform(k_rand, (c.num_envs, self.env.action_size), minval=-1.0, maxval=1.0)
         policy_action = self.explore(state.params, obs, k_explore, hp)
         action = jnp.where(state.env_steps < c.warmup_steps, random_action, policy_action)
-        env_state, out = jax.vmap(self.env.step)(state.env_state, action, jax.random.split(k_env, c.num_envs))
+        env_state, out = jax.vmap(self.env.step, axis_name=ENV_AXIS)(state.env_state, action, jax.random.split(k_env, c.num_envs))
         buffer = state.buffer.add(Transition(obs=obs, action=action, reward=out.reward, next_obs=out.final_obs,
                                              terminated=out.terminated.astype(jnp.float32)))
         params = state.params

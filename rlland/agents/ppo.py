@@ -70,6 +70,7 @@ from rlland.representation.diversity import policy_variance, value_diversity
 from rlland.representation.kl import kl_gaussian, kl_k1, kl_k3
 from rlland.representation.pfo import feature_drift, pfo_features, pfo_loss
 from rlland.representation.trust_region import ratio_stats
+from rlland.seed_axis import ENV_AXIS
 
 
 LOG_GROUPS = ("ranks", "dead_units", "norms", "diversity", "trust_region", "kl", "drift")
@@ -250,7 +251,7 @@ class PPO(Agent):
                 action, logp = pi.sample_and_log_prob(seed=k_act)
                 value, critic_feats = self.value_and_features(params, obs)
                 features = {"actor": self.pfo_phi(actor_feats), "critic": self.pfo_phi(critic_feats)}
-            env_state, out = jax.vmap(self.env.step)(env_state, action, jax.random.split(k_env, c.num_envs))
+            env_state, out = jax.vmap(self.env.step, axis_name=ENV_AXIS)(env_state, action, jax.random.split(k_env, c.num_envs))
             done = out.terminated | out.truncated
             return env_state, (Trajectory(obs, action, logp, value, out.reward,
                                           out.terminated.astype(jnp.float32), out.truncated.astype(jnp.float32),

@@ -8,7 +8,9 @@ terminated)``. `Env` adds what RL correctness needs and Brax's own wrappers get 
 * the true observation s_{t+1} is returned as ``final_obs`` even when the episode ends, and ``obs`` is the
   first observation of the next episode;
 * autoreset draws a FRESH start state from the key given to ``step`` (Brax's AutoResetWrapper replays one cached
-  start state per env slot, which biases return distributions);
+  start state per env slot, which biases return distributions), and only when needed: the reset is a
+  `rlland.seed_axis.seed_cond` over the env and seed vmap axes (``ENV_AXIS``, ``SEED_AXIS``), so a batch whose
+  vmaps name them computes start states only on steps where some env ended (unnamed vmaps: every step);
 * ``fixed_start=True`` makes every reset return the same start state (reset noise 0 where the task supports it),
   the evaluation protocol of the return-landscapes study (reference A.4).
 """
@@ -19,6 +21,8 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from rlland.seed_axis import ENV_AXIS, SEED_AXIS, seed_cond
 
 
 class Core(Protocol):
@@ -91,7 +95,8 @@ class Env:
         done = terminated | truncated
         episode_return = state.episode_return + reward
         next_state = EnvState(inner=inner, obs=obs, time=time, episode_return=episode_return)
-        if autoreset:
-            next_state = jax.tree.map(lambda r, c: jnp.where(done, r, c), self.reset(key), next_state)
+        if autoreset:  # a real branch unless some env of the batch ended: no start state drawn at every step
+            next_state = seed_cond(done, lambda s: self.reset(key), lambda s: s, next_state,
+                                   axis_name=(ENV_AXIS, SEED_AXIS))
         return next_state, Step(obs=next_state.obs, reward=reward, terminated=terminated, truncated=truncated,
                                 final_obs=obs, episode_return=jnp.where(done, episode_return, 0.0))

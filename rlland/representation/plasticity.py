@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rlland.seed_axis import ENV_AXIS
+
 Params = Any
 
 
@@ -53,7 +55,7 @@ def collect_observations(env, policy: Callable[[jax.Array, jax.Array], jax.Array
     def one(state, k):
         k_act, k_env = jax.random.split(k)
         obs = state.obs
-        state, _ = jax.vmap(env.step)(state, policy(obs, k_act), jax.random.split(k_env, num_envs))
+        state, _ = jax.vmap(env.step, axis_name=ENV_AXIS)(state, policy(obs, k_act), jax.random.split(k_env, num_envs))
         return state, obs
 
     _, obs = jax.lax.scan(one, state, jax.random.split(k_steps, num_steps))

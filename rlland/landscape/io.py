@@ -59,6 +59,7 @@ def _write(path, layout: str, groups: Mapping[str, Mapping[str, Any]], attrs, gr
     original, so a kill mid-write leaves the previous file whole."""
     import h5py
 
+    path = os.fspath(path)
     tmp = path + ".tmp"
     if os.path.exists(path):
         shutil.copyfile(path, tmp)

@@ -2,16 +2,26 @@
 (Algorithm 1 of Rahn et al.; reference A.7).
 
 ``step`` < 0: the first snapshot. Each selected seed runs ``num_repeats`` independent rejection runs (the study's
-"reject seeds"). ``heuristic``: ``cvar`` or ``none``; ``learning_rate`` < 0 keeps the snapshot's.
+"reject seeds"). ``heuristic``: ``cvar`` or ``none``; ``learning_rate`` < 0 keeps the snapshot's. The curves go to ``reject.h5``, a figure, and wandb (``wandb.mode``: offline | online |
+disabled), where the original logged ``PURD mean`` / ``PURD LTP`` / ``PURD CVaR`` per proposed update.
+
+``--config=configs/reject.py:td3/<env>`` sets ``run_dir`` to ``runs/td3-<env>-seed0`` (the name
+``experiments/train.py --config=configs/train.py:td3/<env>`` gives its run); ``--run_dir`` overrides it.
 """
 import ml_collections
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
-    del arg
+    run_dir = ""
+    if arg:
+        parts = arg.split("/")
+        if len(parts) != 2:
+            raise ValueError(f"config argument must be empty or <algo>/<env> (e.g. td3/hopper), got {arg!r}")
+        run_dir = f"runs/{parts[0]}-{parts[1]}-seed0"
     return ml_collections.ConfigDict(dict(
-        step=-1, seeds=(), num_repeats=1,
+        run_dir=run_dir, step=-1, seeds=(), num_repeats=1,
         max_steps=40, check_interval=1, heuristic="cvar", alpha=0.1, threshold=0.5,
         num_samples=1000, chunk_size=100, learning_rate=-1.0, seed=0,
         eval=dict(deterministic=True, fixed_start=True, episode_length=0, gamma=0.99, num_episodes=1),
+        wandb=dict(mode="offline", project="rlland"),
     ))

@@ -1,10 +1,13 @@
 """The return-landscape analyses of a run directory (rlland.landscape.analysis): purd.h5 written per snapshot,
 re-runs skip finished steps, the study's statistics stored, interpolation and rejection on a tiny TD3 run."""
+import os
+import pathlib
+
 import numpy as np
 import pytest
 
 from rlland import configs, landscape, runs, train
-from rlland.landscape import analysis
+from rlland.landscape import analysis, figures
 
 from test_train import tiny_td3
 
@@ -24,30 +27,106 @@ def small(name, **overrides):
 
 def test_purd_writes_each_step_with_its_statistics_and_skips_finished_steps(run_dir, capsys):
     c = small("purd")
-    out = analysis.analyse_purd(c, run_dir)
-    assert sorted(out) == [f"default/step_{s}" for s in runs.snapshot_steps(run_dir)]
+    out = analysis.analyse_purd(c, run_dir, verbose=True)
+    sid = analysis.settings_id(analysis.purd_settings(c))
+    assert sorted(out) == sorted(f"default/{sid}/step_{s}" for s in runs.snapshot_steps(run_dir))
     groups, attrs, group_attrs = landscape.read_h5(f"{run_dir}/purd.h5")
     for name, d in out.items():
         r = groups[name]["undiscounted"]
         assert r.shape == (2, 4)
         np.testing.assert_allclose(groups[name]["mean"], r.mean(-1), rtol=1e-6)
         np.testing.assert_allclose(groups[name]["cvar"], [float(landscape.cvar(x, c.alpha)) for x in r], rtol=1e-6)
-        assert list(group_attrs[name]["seeds"]) == [0, 1]
-    assert attrs["rlland_layout"] == "purd"
+        np.testing.assert_array_equal(groups[name]["ltp"], [float(landscape.ltp(x)) for x in r])
+        # provenance: the group carries its full settings and what the operator resolved to
+        a = group_attrs[name]
+        assert list(a["seeds"]) == [0, 1] and a["config.operator"] == "default"
+        assert a["config.eval.action_noise"] == 0.0 and a["config.num_samples"] == 4
+        assert a["resolved.operator"] == "td3_actor_step" and a["resolved.batch_size"] == 8
+        np.testing.assert_allclose(a["resolved.learning_rate"], [3e-4, 3e-4], rtol=1e-6)
+    assert attrs["rlland_layout"] == "purd" and attrs["algo"] == "td3"
+    assert (pathlib.Path(run_dir) / "figures" / f"purd_default_{sid}_mean_vs_ltp.png").stat().st_size > 5000
     before = {k: v["undiscounted"].copy() for k, v in groups.items()}
     capsys.readouterr()
     assert analysis.analyse_purd(c, run_dir) == {}  # everything there with these settings: nothing recomputed
     assert "skipped" in capsys.readouterr().out
-    other = analysis.analyse_purd(small("purd", num_samples=3, seeds=(1,)), run_dir)  # other settings: recomputed
-    assert all(v["undiscounted"].shape == (1, 3) for v in other.values())
+    other = analysis.analyse_purd(small("purd", learning_rate=0.0, seeds=(1,)), run_dir)  # other settings
+    assert all(v["undiscounted"].shape == (1, 4) for v in other.values())
+    groups, _, group_attrs = landscape.read_h5(f"{run_dir}/purd.h5")
+    assert set(before) | set(other) == set(groups)  # the two settings coexist: nothing overwritten
+    for name, v in before.items():
+        np.testing.assert_array_equal(groups[name]["undiscounted"], v)
+    for name, v in other.items():  # lr 0: every sample is the pre-update return
+        np.testing.assert_array_equal(v["undiscounted"], np.repeat(v["pre_update"][:, None], 4, axis=1))
+        assert group_attrs[name]["config.learning_rate"] == 0.0
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_purd_run_resumes_without_recomputing_finished_snapshots(run_dir, monkeypatch):
+    """The run dies while loading its second snapshot: the first is in the file; the re-run loads (and computes)
+    only the second, and the file ends as one uninterrupted run would have written it."""
+    c = small("purd", num_samples=3, seeds=(0,))
+    steps = runs.snapshot_steps(run_dir)
+    real, loaded = runs.load_snapshot, []
+
+    def dies_on_second(rd, step, *a, **kw):
+        if step == steps[1]:
+            raise Killed()
+        return real(rd, step, *a, **kw)
+
+    monkeypatch.setattr(runs, "load_snapshot", dies_on_second)
+    with pytest.raises(Killed):
+        analysis.analyse_purd(c, run_dir, verbose=False)
     groups, _, _ = landscape.read_h5(f"{run_dir}/purd.h5")
-    assert set(before) == set(groups)
+    first, second = (analysis.purd_group(c, s) for s in steps)
+    assert first in groups and second not in groups
+    kept = groups[first]["undiscounted"].copy()
+    monkeypatch.setattr(runs, "load_snapshot", lambda rd, step, *a, **kw: loaded.append(step) or real(rd, step, *a, **kw))
+    out = analysis.analyse_purd(c, run_dir, verbose=False)
+    assert loaded == [steps[1]] and list(out) == [second]
+    groups, _, _ = landscape.read_h5(f"{run_dir}/purd.h5")
+    np.testing.assert_array_equal(groups[first]["undiscounted"], kept)
+    assert groups[second]["undiscounted"].shape == (1, 3)
 
 
-def test_a_constant_purd_still_plots(tmp_path):
-    out = {"undiscounted": np.full((1, 8), 5.0), "pre_update": np.array([5.0])}
-    analysis.purd_figure(str(tmp_path), 0, [0], out)
-    assert (tmp_path / "figures" / "purd_step_0.png").exists()
+def _patched(monkeypatch, change):
+    real = runs.load_snapshot
+    monkeypatch.setattr(runs, "load_snapshot", lambda *a, **kw: change(real(*a, **kw)))
+
+
+def test_an_empty_buffer_and_a_nan_loss_are_refused_naming_snapshot_and_seed(run_dir, monkeypatch):
+    step = runs.snapshot_steps(run_dir)[0]
+    c = small("purd", num_samples=2, steps=(step,), seed=7)
+    empty = lambda s: s.replace(buffer=s.buffer.replace(size=s.buffer.size.at[1].set(0)))
+    _patched(monkeypatch, empty)
+    with pytest.raises(ValueError, match=f"snapshot {step} seed 1: the replay buffer is empty"):
+        analysis.analyse_purd(c, run_dir, verbose=False)
+    monkeypatch.undo()
+    # a NaN observation in seed 0's buffer makes its actor loss NaN, hence its updated actor and returns
+    nan_obs = lambda s: s.replace(buffer=s.buffer.replace(data=s.buffer.data._replace(
+        obs=s.buffer.data.obs.at[0].set(np.nan))))
+    _patched(monkeypatch, nan_obs)
+    with pytest.raises(ValueError, match=f"snapshot {step} seed 0: non-finite post-update returns"):
+        analysis.analyse_purd(c, run_dir, verbose=False)
+    monkeypatch.undo()
+    groups, _, _ = landscape.read_h5(f"{run_dir}/purd.h5")
+    assert analysis.purd_group(c, step) not in groups  # nothing written for a refused step
+
+
+def test_purd_histograms_of_any_range(tmp_path):
+    """A constant PURD, one whose spread is below float32's resolution at its scale, and one with a NaN sample:
+    all plot (numpy's histogram raised 'Too many bins for data range' on the first two)."""
+    cases = {"constant": np.full((1, 8), 5.0, np.float32),
+             "float32_resolution": (np.float32(1000.0) + np.arange(8, dtype=np.float32) * np.float32(6.1e-5))[None],
+             "with_nan": np.array([[1.0, 2.0, np.nan, 4.0]], np.float32)}
+    for i, (name, r) in enumerate(cases.items()):
+        edges = figures.histogram_bins(r)
+        assert np.all(np.diff(edges) > 0) and edges[0] <= np.nanmin(r) and edges[-1] >= np.nanmax(r), name
+        out = {"undiscounted": r, "pre_update": np.nanmax(r, -1)}
+        path = analysis.purd_figure(str(tmp_path), i, [0], out, f"default/abc/step_{i}")
+        assert os.path.getsize(path) > 5000, name
 
 
 def test_a_failed_write_leaves_the_previous_file_whole(tmp_path):

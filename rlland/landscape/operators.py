@@ -175,6 +175,50 @@ def ppo_update(agent, snapshot, *, learning_rate=None, hparams: Mapping | None =
 
 
 @_builder
+def ppo_minibatch_step(agent, snapshot, *, fraction: float = 0.5, max_grad_norm=0.1, learning_rate=None,
+                       hparams: Mapping | None = None) -> UpdateOperator:
+    """The original's PPO PURD operator as it ran (reference A.4 ``ppo_optimization``, its QUIRKs kept):
+
+    a fresh ``unroll_length``-step rollout of the stochastic policy in all ``num_envs`` envs from the snapshot's
+    env states, GAE over it, then ONE Adam step (restored optimiser state) on actor and critic over the FIRST
+    ``fraction`` of the flattened batch (row ``t * num_envs + env``, unshuffled: time steps ``0 .. fraction *
+    unroll_length - 1`` of every env; the original: 16384 of 32768 rows), advantages normalised over that
+    minibatch, gradients clipped at global norm ``max_grad_norm`` (0.1: the original's placeholder optimiser,
+    where training used 1.0). ``fraction`` is static (rows = ``int(fraction * batch)``, at least 1);
+    ``max_grad_norm`` traced (None keeps the snapshot's). No observation-statistics refresh (one gradient step is
+    not a PPO iteration). :func:`ppo_update` is the corrected operator (a whole PPO iteration).
+    """
+    if agent.is_off_policy:
+        raise ValueError(f"ppo_minibatch_step needs an on-policy agent (rollout / make_batch / minibatch_update), "
+                         f"got the off-policy {agent.name!r}")
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    overrides = dict(hparams or {}) | ({} if max_grad_norm is None else {"max_grad_norm": max_grad_norm})
+    hp = _hparams(snapshot, learning_rate, overrides)
+
+    def step(params, extra, key):
+        opt_state, env_state = extra
+        k_roll, k_update = jax.random.split(key)
+        env_state, traj, _ = agent.rollout(params, env_state, k_roll)
+        batch = agent.make_batch(params, traj, hp)
+        rows = max(1, int(float(fraction) * jax.tree.leaves(batch)[0].shape[0]))
+        first = jax.tree.map(lambda x: x[:rows], batch)
+        params, opt_state, _ = agent.minibatch_update(params, opt_state, first, k_update, hp)
+        return params, (opt_state, env_state)
+
+    return UpdateOperator(step, (_field(snapshot, "opt_state"), _field(snapshot, "env_state")),
+                          "ppo_minibatch_step")
+
+
+def no_update(params, key):
+    """The identity update ``theta' = theta``: with a perturbed return function (action, per-step parameter or
+    start-state noise, :func:`rlland.landscape.policy_returns`) the PURD is the return distribution of the
+    snapshot's own policy under that noise (the original's ``action`` / ``parameter`` / ``init_state`` types)."""
+    del key
+    return params
+
+
+@_builder
 def default_operator(agent, snapshot, **kwargs) -> UpdateOperator:
     """The study's PURD operator for ``agent``: the actor step of an off-policy agent (``agent.is_off_policy``:
     :func:`td3_actor_step` for TD3, :func:`sac_actor_step` for SAC), else :func:`ppo_update` (keyword arguments

@@ -6,7 +6,10 @@ h5 layout is ``rlland.curvature.layout``). Defaults follow Schneider et al. 2024
 ``landscapes-and-subspaces.md`` B.2-B.4): top-100 eigenvectors of the actor and critic Hessians, fractions and
 overlaps at k in {1, 2, 5, 10, 20, 50, 100}, the whole replay buffer (TD3 / SAC) or 10^6 fresh samples (PPO) for
 the Hessian and the true gradient, 2048 // batch_size replay minibatches (or one PPO training rollout in the
-agent's minibatches) for the estimated gradient.
+agent's minibatches) for the estimated gradient; the study's loss definitions (``losses="study"``: SAC critic
+``0.5 * sum_i MSE``, PPO critic ``vf_coef * MSE``, TD3 actor ``-Q1``; ``rlland.curvature.study_losses`` gives each
+with its source; ``losses="agent"``: rlland's training losses); all four gradient-fraction variants (true /
+estimated gradient x big-batch / ``low_sample`` Hessian); the Hessian's SLQ spectral density per snapshot.
 """
 import ml_collections
 
@@ -35,6 +38,15 @@ def study() -> ml_collections.ConfigDict:
         minibatch_size=0,  # TD3/SAC: 0 = the agent's batch_size (PPO: must stay 0)
         chunk_size=0,  # TD3/SAC: evaluate the big-batch loss in chunks of this size to bound memory (0 = off)
         combined=True,  # also the combined loss (actor + critic, merged eigenbasis), as the reference
+        # "study": the subspace study's loss definitions (rlland.curvature.study_losses, B.1): SAC critic 0.5 x,
+        # PPO critic 2 x rlland's, TD3 actor -Q1; "agent": the agent's own training losses
+        losses="study",
+        # the study's "low_sample" Hessian (B.2): the same eigensolve on the estimated gradient's minibatches
+        # concatenated (~2048 samples); gives the low_sample/ fraction variants (B.3, B.5)
+        low_sample=True,
+        # stochastic Lanczos quadrature of each block's Hessian (spectral density over training; PyHessian's
+        # defaults: 1 probe, 100 Lanczos steps; num_probes=0: off)
+        slq=dict(num_probes=1, num_iters=100),
         overlap_steps=(),  # t1 steps for overlaps (must be analysed snapshots); empty = every analysed snapshot
         figures=True,
         figure_ks=(1, 10, 100),  # levels drawn in the fraction and overlap figures (clipped to what exists)
@@ -46,6 +58,7 @@ def quick() -> ml_collections.ConfigDict:
     c.k = 20
     c.num_iters = 60
     c.num_samples = 8192
+    c.slq.num_iters = 40
     return c
 
 

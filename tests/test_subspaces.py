@@ -12,6 +12,7 @@ import shutil
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -53,9 +54,13 @@ def run_dir(tmp_path_factory):
     return path
 
 
+SLQ_ITERS = 12
+
+
 def analysis_config(**overrides):
     c = subspaces_config.get_config()
     c.k, c.num_iters, c.figure_ks = K, 128, (1, K)
+    c.slq.num_iters = SLQ_ITERS
     c.update(overrides)
     return c
 
@@ -97,7 +102,24 @@ def test_h5_has_the_documented_datasets(result):
         assert d[f"eigenvalue_converged/{loss}"].shape == (SEEDS, len(STEPS), K)
         assert d[f"num_matvecs/{loss}"].shape == (SEEDS, len(STEPS))
     assert "eigenvalue_converged/combined_loss" not in d and "num_matvecs/combined_loss" not in d
-    assert attrs["rlland_layout_version"] == 2 and attrs["settings"] == layout.settings(c, [0, 1])
+    assert attrs["rlland_layout_version"] == 3 and attrs["settings"] == layout.settings(c, [0, 1])
+    assert attrs["config.losses"] == "study" and attrs["config.low_sample"]
+    # the study's four fraction variants (B.3, B.5 names), the low-sample eigenvalues, the SLQ quadrature
+    for loss in LOSSES:
+        assert d[f"low_sample/eigenvalues/{loss}"].shape == (SEEDS, len(STEPS), K)
+        for k in LEVELS:
+            for gradient in ("true_gradient", "estimated_gradient"):
+                f = d[f"low_sample/gradient_subspace_fraction_{k:03d}evs/{gradient}/{loss}"]
+                assert f.shape == (SEEDS, len(STEPS)) and np.all((f >= 0) & (f <= 1 + 1e-5))
+    for loss in LOSSES[:2]:
+        assert np.all(d[f"low_sample/eigenvalue_converged/{loss}"])
+        nodes, weights = d[f"slq_nodes/{loss}"], d[f"slq_weights/{loss}"]
+        assert nodes.shape == weights.shape == (SEEDS, len(STEPS), 1, SLQ_ITERS)
+        np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-4)  # Gauss quadrature weights
+        # the extreme Ritz values bracket the top Lanczos eigenvalue from below (within the SLQ run's accuracy)
+        assert np.all(nodes.max(-1)[..., 0] <= d[f"eigenvalues/{loss}"][..., 0] * (1 + 1e-3) + 1e-6)
+    # the low-sample Hessian is another matrix (2048 resampled transitions vs the 64-transition buffer)
+    assert not np.allclose(d["low_sample/eigenvalues/value_function_loss"], d["eigenvalues/value_function_loss"])
 
 
 def test_fractions_in_unit_interval_and_nondecreasing_in_k(result):
@@ -148,13 +170,16 @@ def test_hessian_eigenvalues_match_dense_hessian(run_dir, result):
 
     @partial(jax.jit, compiler_options=FAST)
     def dense(state, k_data):
-        objectives = analysis.agent_objectives(agent, state, k_data, num_samples=64)
+        objectives = analysis.agent_objectives(agent, state, k_data, num_samples=64,
+                                               losses=curvature.study_losses("td3", agent))
         actor = objectives["policy_loss"]
         # the policy objective is a function of the actor's parameters only (critic held fixed) ...
         assert jax.tree.structure(actor.params) == jax.tree.structure(state.params["actor"])
-        # ... and it is the agent's actor loss on the whole (full) buffer
+        # ... and it is the study's TD3 actor loss -mean Q1(s, mu(s)) on the whole (full) buffer
         batch = jax.tree.map(lambda x: x[:64], state.buffer.data)
-        losses = actor.loss(actor.params), agent.actor_loss(state.params, batch, None, state.hparams)[0]
+        q1 = agent.critic.apply(state.params["critic"], batch.obs,
+                                agent.actor.apply(state.params["actor"], batch.obs))[..., 0]
+        losses = actor.loss(actor.params), -q1.mean()
         hessians = {name: curvature.dense_hessian(o.loss, o.params) for name, o in objectives.items()}
         return losses, hessians
 
@@ -169,7 +194,7 @@ def test_hessian_eigenvalues_match_dense_hessian(run_dir, result):
 
 
 def test_figures_exist(run_dir, result):
-    for name in ("subspaces_eigenspectrum", "subspaces_fraction", "subspaces_overlap"):
+    for name in ("subspaces_eigenspectrum", "subspaces_fraction", "subspaces_overlap", "subspaces_density"):
         path = os.path.join(run_dir, "figures", f"{name}.png")
         assert os.path.getsize(path) > 10_000
 
@@ -285,3 +310,79 @@ def test_rerun_skips_finished_snapshots(run_dir, result, tmp_path, capsys):
     # other settings: nothing is reused
     assert layout.previous_results(path, layout.settings(analysis_config(tol=1e-3), [0, 1])) is None
     assert layout.previous_results(path, layout.settings(config, [0])) is None
+
+
+def test_study_losses_equal_the_study_formulas_on_a_fixed_batch():
+    """The subspace study's losses (B.1; rlland.curvature.study_losses), written out here from the networks'
+    apply functions on one fixed batch: SAC critic 0.5 * sum_i MSE(Q_i, y), TD3 actor -mean Q1, PPO critic
+    vf_coef * MSE(R, V) and PPO actor the clipped surrogate with advantages normalised over the batch."""
+    from rlland.agents.ppo import Batch
+    from rlland.buffers import Transition
+
+    env = envs.make("probe_observation", episode_length=None)
+    key = jax.random.PRNGKey(3)
+    k_obs, k_act, k_r, k_next, k_term, k_loss, k_init = jax.random.split(key, 7)
+    n = 32
+    obs = jax.random.normal(k_obs, (n, 1))
+    batch = Transition(obs=obs, action=jax.random.uniform(k_act, (n, 1), minval=-1, maxval=1),
+                       reward=jax.random.normal(k_r, (n,)), next_obs=jax.random.normal(k_next, (n, 1)),
+                       terminated=(jax.random.uniform(k_term, (n,)) < 0.2).astype(np.float32))
+    small = dict(hidden_sizes=(8, 8), num_envs=2, batch_size=16, buffer_capacity=64, warmup_steps=16)
+
+    sac = agents.make("sac", env, small)
+    state = sac.init(k_init)
+    p, hp = state.params, state.hparams
+    study = curvature.study_losses("sac", sac)
+    next_action, next_logp = sac.policy(p, batch.next_obs).sample_and_log_prob(seed=k_loss)
+    alpha = np.exp(p["log_alpha"])
+    next_q = sac.critic.apply(p["target_critic"], batch.next_obs, next_action).min(-1)
+    y = batch.reward + hp["gamma"] * (1 - batch.terminated) * (next_q - alpha * next_logp)
+    q = sac.critic.apply(p["critic"], batch.obs, batch.action)
+    expected = 0.5 * sum(np.mean((q[:, i] - y) ** 2) for i in range(2))
+    np.testing.assert_allclose(study["critic_loss"](p, batch, k_loss, hp)[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(study["critic_loss"](p, batch, k_loss, hp)[0],
+                               0.5 * sac.critic_loss(p, batch, k_loss, hp)[0], rtol=1e-6)  # rlland's is 2x
+    np.testing.assert_array_equal(study["actor_loss"](p, batch, k_loss, hp)[0], sac.actor_loss(p, batch, k_loss, hp)[0])
+
+    td3 = agents.make("td3", env, small)
+    state = td3.init(k_init)
+    p, hp = state.params, state.hparams
+    study = curvature.study_losses("td3", td3)
+    q = td3.critic.apply(p["critic"], batch.obs, td3.actor.apply(p["actor"], batch.obs))
+    np.testing.assert_allclose(study["actor_loss"](p, batch, None, hp)[0], -q[:, 0].mean(), rtol=1e-6)
+    assert not np.isclose(study["actor_loss"](p, batch, None, hp)[0], td3.actor_loss(p, batch, None, hp)[0])
+    np.testing.assert_array_equal(study["critic_loss"](p, batch, k_loss, hp)[0],
+                                  td3.critic_loss(p, batch, k_loss, hp)[0])  # sum_i MSE in both
+
+    ppo = agents.make("ppo", env, dict(hidden_sizes=(8,), num_envs=2, unroll_length=2, num_minibatches=1))
+    state = ppo.init(k_init)
+    p, hp = state.params, state.hparams
+    study = curvature.study_losses("ppo", ppo)
+    adv, target = jax.random.normal(k_r, (n,)), jax.random.normal(k_next, (n,))
+    action = jax.random.normal(k_act, (n, 1))
+    logp_old = ppo.policy(p, obs).log_prob(action) + 0.3 * jax.random.normal(k_term, (n,))  # ratios != 1
+    pb = Batch(obs=obs, action=action, logp=logp_old, value=jnp.zeros(n), advantage=adv, target=target)
+    value = ppo.value(p, obs)
+    np.testing.assert_allclose(study["critic_loss"](p, pb, None, hp)[0],
+                               hp["vf_coef"] * np.mean((np.asarray(value) - np.asarray(target)) ** 2), rtol=1e-5)
+    ratio = np.exp(np.asarray(ppo.policy(p, obs).log_prob(action) - logp_old))
+    a = (np.asarray(adv) - np.mean(adv)) / (np.std(np.asarray(adv)) + 1e-8)
+    eps = float(hp["clip_eps"])
+    surrogate = -np.mean(np.minimum(ratio * a, np.clip(ratio, 1 - eps, 1 + eps) * a))
+    entropy = float(ppo.policy(p, obs).entropy().mean())
+    np.testing.assert_allclose(study["actor_loss"](p, pb, None, hp)[0], surrogate - hp["ent_coef"] * entropy,
+                               rtol=1e-5, atol=1e-6)
+    assert curvature.study_losses("ppo", ppo, "agent") is None
+    with pytest.raises(ValueError, match="losses must be one of"):
+        curvature.study_losses("ppo", ppo, "sb3")
+
+
+def test_non_finite_losses_and_empty_buffers_are_refused_naming_snapshot_and_seed(run_dir):
+    host = {"policy_loss": {"loss": np.array([1.0, 2.0])}, "value_function_loss": {"loss": np.array([1.0, np.nan])}}
+    with pytest.raises(ValueError, match="snapshot 128 seed 7: non-finite value_function_loss"):
+        run_analysis.check_finite_losses(128, [3, 7], host)
+    run_analysis.check_finite_losses(128, [3, 7], {"policy_loss": {"loss": np.array([1.0, 2.0])}})
+    states = runs.load_snapshot(run_dir, STEPS[0])
+    empty = states.replace(buffer=states.buffer.replace(size=states.buffer.size.at[1].set(0)))
+    with pytest.raises(ValueError, match=f"snapshot {STEPS[0]} seed 1: the replay buffer is empty"):
+        run_analysis.resolve_num_samples(analysis_config(), runs.load_run(run_dir)[2], empty, STEPS[0], [0, 1])

@@ -17,7 +17,8 @@ Modules: ``hvp`` (hvp, linearized_hvp, dense_hessian), ``lanczos`` (lanczos_trid
 ``stochastic`` (hutchinson_trace, slq_quadrature, spectral_density), ``subspace``
 (gradient_subspace_fraction, subspace_overlap, random_subspace_baseline, merge_eigenbases), ``flat`` (a pytree
 operator as a flat one), ``analysis`` (actor/critic objectives of a training snapshot, their eigenbases and
-gradient-subspace fractions: ``analyse_snapshot`` for one seed). A whole run (not imported here, as it loads runs
+gradient-subspace fractions: ``analyse_snapshot`` for one seed), ``study_losses`` (the subspace study's loss
+definitions, the analysis default). A whole run (not imported here, as it loads runs
 and draws figures): ``run_analysis.analyse_run`` (every snapshot, seeds vmapped; ``experiments/subspaces.py``),
 ``layout`` (its ``subspaces.h5``), ``figures``.
 """
@@ -36,10 +37,12 @@ from rlland.curvature.analysis import (
     part_loss,
     replay_batch,
     replay_minibatches,
+    objective_matvec,
     resolve_subspace_sizes,
     snapshot_subspaces,
     subspace_fractions,
 )
+from rlland.curvature.study_losses import LOSS_DEFINITIONS, study_losses
 from rlland.curvature.hvp import dense_hessian, hvp, linearized_hvp
 from rlland.curvature.lanczos import EighResult, LanczosResult, lanczos_eigh, lanczos_tridiag
 from rlland.curvature.stochastic import hutchinson_trace, slq_quadrature, spectral_density
@@ -71,6 +74,7 @@ __all__ = [
     "Objective",
     "part_loss",
     "resolve_subspace_sizes",
+    "objective_matvec",
     "objective_spectrum",
     "objective_gradients",
     "subspace_fractions",
@@ -83,4 +87,7 @@ __all__ = [
     "on_policy_objectives",
     "agent_objectives",
     "analyse_snapshot",
+    # the subspace study's loss definitions (rlland.curvature.study_losses)
+    "LOSS_DEFINITIONS",
+    "study_losses",
 ]

@@ -71,6 +71,7 @@ from jax.flatten_util import ravel_pytree
 
 from rlland.curvature.hvp import hvp, linearized_hvp
 from rlland.curvature.lanczos import lanczos_eigh
+from rlland.curvature.stochastic import slq_quadrature
 from rlland.curvature.subspace import gradient_subspace_fraction, merge_eigenbases
 from rlland.validation import static_int
 
@@ -82,6 +83,7 @@ __all__ = [
     "Objective",
     "part_loss",
     "resolve_subspace_sizes",
+    "objective_matvec",
     "objective_spectrum",
     "objective_gradients",
     "subspace_fractions",
@@ -111,12 +113,15 @@ class Objective(NamedTuple):
         noise and everything else closed over. Its Hessian and "true gradient" are analysed.
       minibatch_loss: ``minibatch_loss(x, mb) -> scalar`` on one minibatch ``mb`` (one slice of ``minibatches``).
       minibatches: pytree whose leaves have a leading ``M`` axis (minibatch data and per-minibatch keys).
+      low_sample_loss: optional ``loss(x) -> scalar`` on the CONCATENATION of the minibatches' data (one fixed
+        noise draw), whose Hessian is the study's "low_sample" one (B.2); None: no low-sample variant.
     """
 
     params: PyTree
     loss: Callable[[PyTree], jax.Array]
     minibatch_loss: Callable[[PyTree, Any], jax.Array]
     minibatches: Any
+    low_sample_loss: Callable[[PyTree], jax.Array] | None = None
 
 
 def part_loss(loss_fn: Callable, params: dict, part: str, batch: Any, key, hp) -> Callable[[PyTree], jax.Array]:
@@ -160,8 +165,14 @@ def resolve_subspace_sizes(n: int, k: int, num_iters: int, ks: Sequence[int] = S
     return k_eff, min(num_iters, n), tuple(sorted({x for x in ks if x <= k_eff}))
 
 
+def objective_matvec(loss: Callable[[PyTree], jax.Array], params: PyTree, linearize: bool = True):
+    """The exact Hessian-vector product of ``loss`` at ``params``: one ``jax.linearize`` of the gradient reused
+    for every product (``linearize``; stores the forward pass) or recomputed per product (``hvp``)."""
+    return linearized_hvp(loss, params) if linearize else partial(hvp, loss, params)
+
+
 def objective_spectrum(objective: Objective, k: int, key, num_iters: int, linearize: bool = True,
-                       tol: float = 1e-4, max_matvecs: int | None = None):
+                       tol: float = 1e-4, max_matvecs: int | None = None, matvec=None):
     """Top-k (largest algebraic, descending) Hessian eigenpairs of ``objective.loss`` at ``objective.params``.
 
     Thick-restart Lanczos (:func:`rlland.curvature.lanczos_eigh`, ``which="LA"`` as the reference's
@@ -173,15 +184,14 @@ def objective_spectrum(objective: Objective, k: int, key, num_iters: int, linear
       linearize: reuse one ``jax.linearize`` of the gradient for every HVP (fast; stores the forward pass), or
         recompute each HVP (``hvp``; needed to keep chunked losses' memory per chunk).
       tol, max_matvecs: as in :func:`rlland.curvature.lanczos_eigh` (``None``: its default budget).
+      matvec: the HVP to use (default :func:`objective_matvec` of the objective's loss).
 
     Returns:
       :class:`rlland.curvature.EighResult` with flat ``[k, n]`` eigenvectors in ``ravel_pytree(params)`` order, the
       residual norms, the per-pair ``converged`` flags and the number of HVPs used.
     """
-    if linearize:
-        matvec = linearized_hvp(objective.loss, objective.params)
-    else:
-        matvec = partial(hvp, objective.loss, objective.params)
+    if matvec is None:
+        matvec = objective_matvec(objective.loss, objective.params, linearize)
     return lanczos_eigh(matvec, objective.params, k, key, num_iters=num_iters, which="LA", tol=tol,
                         max_matvecs=max_matvecs, return_flat=True)
 
@@ -217,7 +227,8 @@ def subspace_fractions(true_gradient, minibatch_gradients, eigvecs, ks: Sequence
 
 def snapshot_subspaces(objectives: dict[str, Objective], key, k: int, num_iters: int,
                        ks: Sequence[int] = SUBSPACE_KS, combined: bool = True, linearize: bool = True,
-                       tol: float = 1e-4, max_matvecs: int | None = None) -> dict:
+                       tol: float = 1e-4, max_matvecs: int | None = None, low_sample: bool = False,
+                       slq_probes: int = 0, slq_iters: int = 0) -> dict:
     """Eigenbases and gradient-subspace fractions of several objectives (one seed, one snapshot).
 
     For each ``name`` in ``objectives`` (e.g. ``policy_loss``, ``value_function_loss``): the top-k Hessian
@@ -229,21 +240,36 @@ def snapshot_subspaces(objectives: dict[str, Objective], key, k: int, num_iters:
     losses over all parameters, ``[g_actor ; g_critic]`` (each loss has zero gradient on the other block),
     per minibatch likewise (both objectives must share their minibatches, as the adapters' do).
 
+    ``low_sample`` (B.2-B.3, the study's 2 other fraction variants): the same eigensolve on each objective's
+    ``low_sample_loss`` (the concatenated minibatch data, about 2048 samples), and the true and estimated gradients'
+    fractions in THAT basis (``low_sample_*`` fields; combined: the two low-sample bases merged). So the four
+    variants are {true, estimated} gradient x {Hessian of the big batch, low-sample Hessian}.
+
+    ``slq_probes`` > 0: the Hessian's spectral density by stochastic Lanczos quadrature
+    (:func:`rlland.curvature.slq_quadrature`; PyHessian's ``density``, Ghorbani et al. 2019) with ``slq_probes``
+    Rademacher probes of ``min(slq_iters, n)`` Lanczos steps each: ``slq_nodes`` / ``slq_weights`` ``[P, m]``
+    (density ``phi(t) = mean_p sum_j w_pj delta(t - node_pj)``), for the two blocks.
+
     Returns:
       ``{name: {"eigenvalues" [k], "eigenvectors" [k, n], "true_gradient" [len(ks_name)],
       "estimated_gradient" [len(ks_name)], "loss" [], "gradient_norm" [], and for the two blocks (not the
       combined loss) "residuals" [k], "converged" [k] (bool) and "num_matvecs" [] (HVPs used)}}``, where ``ks_name``
-      is the clipped tuple :func:`resolve_subspace_sizes` gives for that block. ``tol`` / ``max_matvecs``: the
-      eigensolver's (:func:`objective_spectrum`).
+      is the clipped tuple :func:`resolve_subspace_sizes` gives for that block; with ``low_sample`` also
+      ``low_sample_eigenvalues`` [k], ``low_sample_true_gradient``, ``low_sample_estimated_gradient`` (and for the
+      blocks ``low_sample_residuals``, ``low_sample_converged``, ``low_sample_num_matvecs``); with SLQ
+      ``slq_nodes``, ``slq_weights``. ``tol`` / ``max_matvecs``: the eigensolver's (:func:`objective_spectrum`).
     """
     if not objectives:
         raise ValueError("objectives is empty")
-    out, grads = {}, {}
+    slq_probes = static_int("slq_probes", slq_probes) if slq_probes else 0
+    out, grads, low_bases = {}, {}, {}
     keys = dict(zip(objectives, jax.random.split(key, len(objectives))))
     for name, obj in objectives.items():
+        k_eig, k_low, k_slq = jax.random.split(keys[name], 3)
         n = ravel_pytree(obj.params)[0].shape[0]
         k_eff, m_eff, ks_eff = resolve_subspace_sizes(n, k, num_iters, ks)
-        eig = objective_spectrum(obj, k_eff, keys[name], m_eff, linearize=linearize, tol=tol, max_matvecs=max_matvecs)
+        matvec = objective_matvec(obj.loss, obj.params, linearize)
+        eig = objective_spectrum(obj, k_eff, k_eig, m_eff, tol=tol, max_matvecs=max_matvecs, matvec=matvec)
         vals, vecs = eig.eigenvalues, eig.eigenvectors
         loss, g, G = objective_gradients(obj)
         true, est = subspace_fractions(g, G, vecs, ks_eff)
@@ -251,6 +277,20 @@ def snapshot_subspaces(objectives: dict[str, Objective], key, k: int, num_iters:
         out[name] = {"eigenvalues": vals, "eigenvectors": vecs, "residuals": eig.residuals,
                      "converged": eig.converged, "num_matvecs": eig.num_matvecs, "true_gradient": true,
                      "estimated_gradient": est, "loss": loss, "gradient_norm": jnp.linalg.norm(g)}
+        if low_sample:
+            if obj.low_sample_loss is None:
+                raise ValueError(f"low_sample needs objectives with a low_sample_loss; {name!r} has none")
+            low = objective_spectrum(obj._replace(loss=obj.low_sample_loss), k_eff, k_low, m_eff, tol=tol,
+                                     max_matvecs=max_matvecs)
+            true_low, est_low = subspace_fractions(g, G, low.eigenvectors, ks_eff)
+            low_bases[name] = (low.eigenvalues, low.eigenvectors)
+            out[name] |= {"low_sample_eigenvalues": low.eigenvalues, "low_sample_residuals": low.residuals,
+                          "low_sample_converged": low.converged, "low_sample_num_matvecs": low.num_matvecs,
+                          "low_sample_true_gradient": true_low, "low_sample_estimated_gradient": est_low}
+        if slq_probes:
+            nodes, weights = slq_quadrature(matvec, obj.params, k_slq, min(static_int("slq_iters", slq_iters), n),
+                                            slq_probes)
+            out[name] |= {"slq_nodes": nodes, "slq_weights": weights}
     if combined and set(objectives) == {"policy_loss", "value_function_loss"}:
         a, c = out["policy_loss"], out["value_function_loss"]
         k_comb = min(k, a["eigenvalues"].shape[0] + c["eigenvalues"].shape[0])
@@ -265,6 +305,12 @@ def snapshot_subspaces(objectives: dict[str, Objective], key, k: int, num_iters:
         out["combined_loss"] = {"eigenvalues": vals, "eigenvectors": vecs, "true_gradient": true,
                                 "estimated_gradient": est, "loss": a["loss"] + c["loss"],
                                 "gradient_norm": jnp.linalg.norm(g)}
+        if low_sample:
+            (va, Va), (vc, Vc) = low_bases["policy_loss"], low_bases["value_function_loss"]
+            vals_low, vecs_low = merge_eigenbases(va, Va, vc, Vc, k=k_comb)
+            true_low, est_low = subspace_fractions(g, G, vecs_low, ks_eff)
+            out["combined_loss"] |= {"low_sample_eigenvalues": vals_low, "low_sample_true_gradient": true_low,
+                                     "low_sample_estimated_gradient": est_low}
     return out
 
 
@@ -306,12 +352,21 @@ def on_policy_batch(agent, params, env_state, key, hp, num_rollouts: int):
     return agent.make_batch(params, traj, hp)
 
 
-def _objectives(agent, params, hp, batch, batch_keys, minibatches, minibatch_keys, loss_of_batch=None):
-    """Objectives for the two blocks; ``*_keys`` are [2] (critic, actor) and [M, 2] key arrays."""
+def _concatenated(minibatches):
+    """``[M, B, ...]`` minibatch data as one ``[M * B, ...]`` batch (the study's low-sample Hessian data)."""
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), minibatches)
+
+
+def _objectives(agent, params, hp, batch, batch_keys, minibatches, minibatch_keys, loss_of_batch=None, losses=None,
+                low_keys=None):
+    """Objectives for the two blocks; ``*_keys`` are [2] (critic, actor) and [M, 2] key arrays; ``losses``
+    overrides the agent's ``critic_loss`` / ``actor_loss`` (e.g. `rlland.curvature.study_losses`); ``low_keys``
+    [2]: the low-sample losses' noise keys (None: no low-sample loss)."""
     out = {}
+    low_batch = _concatenated(minibatches) if low_keys is not None else None
     for i, (name, (part, method)) in enumerate(
             [("value_function_loss", _PARTS["value_function_loss"]), ("policy_loss", _PARTS["policy_loss"])]):
-        loss_fn = getattr(agent, method)
+        loss_fn = (losses or {}).get(method) or getattr(agent, method)
         if loss_of_batch is None:
             big = part_loss(loss_fn, params, part, batch, batch_keys[i], hp)
         else:
@@ -321,13 +376,14 @@ def _objectives(agent, params, hp, batch, batch_keys, minibatches, minibatch_key
             data, keys = mb
             return loss_fn(params | {part: x}, data, keys[i], hp)[0]
 
+        low = None if low_keys is None else part_loss(loss_fn, params, part, low_batch, low_keys[i], hp)
         out[name] = Objective(params=params[part], loss=big, minibatch_loss=mb_loss,
-                              minibatches=(minibatches, minibatch_keys))
+                              minibatches=(minibatches, minibatch_keys), low_sample_loss=low)
     return {"policy_loss": out["policy_loss"], "value_function_loss": out["value_function_loss"]}
 
 
 def off_policy_objectives(agent, state, key, num_samples: int, num_minibatches: int = 0, minibatch_size: int = 0,
-                          chunk_size: int = 0) -> dict[str, Objective]:
+                          chunk_size: int = 0, losses: dict | None = None) -> dict[str, Objective]:
     """``policy_loss`` / ``value_function_loss`` Objectives of a TD3 / SAC snapshot (one seed) on replay data.
 
     Args:
@@ -340,11 +396,14 @@ def off_policy_objectives(agent, state, key, num_samples: int, num_minibatches: 
       minibatch_size: 0 -> the agent's ``batch_size``.
       chunk_size: 0 -> no chunking; else the big-batch loss is the mean over chunks of this size (see module
         docstring), which must divide ``num_samples``.
+      losses: ``{"critic_loss", "actor_loss"}`` in place of the agent's (`rlland.curvature.study_losses`).
+
+    Each objective also has its ``low_sample_loss``: the loss on the M minibatches concatenated (B.2).
     """
     c = agent.config
     minibatch_size = minibatch_size or int(c.batch_size)
     num_minibatches = num_minibatches or max(1, 2048 // minibatch_size)
-    k_sub, k_noise, k_mb, k_mb_noise = jax.random.split(key, 4)
+    k_sub, k_noise, k_mb, k_mb_noise, k_low = jax.random.split(key, 5)
     batch = replay_batch(state.buffer, k_sub, num_samples)
     minibatches = replay_minibatches(state.buffer, k_mb, num_minibatches, minibatch_size)
     params, hp = state.params, state.hparams
@@ -354,47 +413,52 @@ def off_policy_objectives(agent, state, key, num_samples: int, num_minibatches: 
 
     loss_of_batch = chunked_loss if chunk_size and chunk_size < num_samples else None
     return _objectives(agent, params, hp, batch, jax.random.split(k_noise), minibatches,
-                       jax.vmap(jax.random.split)(jax.random.split(k_mb_noise, num_minibatches)), loss_of_batch)
+                       jax.vmap(jax.random.split)(jax.random.split(k_mb_noise, num_minibatches)), loss_of_batch,
+                       losses, jax.random.split(k_low))
 
 
-def on_policy_objectives(agent, state, key, num_rollouts: int) -> dict[str, Objective]:
+def on_policy_objectives(agent, state, key, num_rollouts: int, losses: dict | None = None) -> dict[str, Objective]:
     """``policy_loss`` / ``value_function_loss`` Objectives of a PPO snapshot (one seed) on fresh rollouts.
 
     The big batch is :func:`on_policy_batch` with ``num_rollouts`` rollouts; the minibatches are one more rollout
-    of the training size, shuffled and split into the agent's ``num_minibatches`` (see the module docstring).
+    of the training size, shuffled and split into the agent's ``num_minibatches`` (see the module docstring); the
+    ``low_sample_loss`` is taken on that rollout as one batch. ``losses``: as in :func:`off_policy_objectives`.
     """
     c = agent.config
     params, hp = state.params, state.hparams
-    k_big, k_mb, k_perm, k_noise, k_mb_noise = jax.random.split(key, 5)
+    k_big, k_mb, k_perm, k_noise, k_mb_noise, k_low = jax.random.split(key, 6)
     batch = on_policy_batch(agent, params, state.env_state, k_big, hp, num_rollouts)
     fresh = on_policy_batch(agent, params, state.env_state, k_mb, hp, 1)
     n = jax.tree.leaves(fresh)[0].shape[0]
     perm = jax.random.permutation(k_perm, n)
     minibatches = jax.tree.map(lambda x: x[perm].reshape((c.num_minibatches, -1) + x.shape[1:]), fresh)
     return _objectives(agent, params, hp, batch, jax.random.split(k_noise), minibatches,
-                       jax.vmap(jax.random.split)(jax.random.split(k_mb_noise, c.num_minibatches)))
+                       jax.vmap(jax.random.split)(jax.random.split(k_mb_noise, c.num_minibatches)), None, losses,
+                       jax.random.split(k_low))
 
 
 def agent_objectives(agent, state, key, num_samples: int, num_minibatches: int = 0, minibatch_size: int = 0,
-                     chunk_size: int = 0) -> dict[str, Objective]:
+                     chunk_size: int = 0, losses: dict | None = None) -> dict[str, Objective]:
     """The two Objectives of one seed's snapshot, for any rlland agent.
 
     Off-policy agents (``agent.is_off_policy``; the state has a replay ``buffer``): :func:`off_policy_objectives`
     with ``num_samples`` transitions. On-policy agents (PPO): :func:`on_policy_objectives` with
     ``ceil(num_samples / (unroll_length * num_envs))`` rollouts, so at least ``num_samples`` fresh samples (whole
     rollouts); ``num_minibatches`` / ``minibatch_size`` must be 0 there (the agent's own minibatching is used) and
-    ``chunk_size`` 0.
+    ``chunk_size`` 0. ``losses``: ``{"critic_loss", "actor_loss"}`` in place of the agent's (None: the agent's;
+    `rlland.curvature.study_losses` gives the subspace study's).
     """
     num_samples = static_int("num_samples", num_samples)
     if agent.is_off_policy:
-        return off_policy_objectives(agent, state, key, num_samples, num_minibatches, minibatch_size, chunk_size)
+        return off_policy_objectives(agent, state, key, num_samples, num_minibatches, minibatch_size, chunk_size,
+                                     losses)
     if chunk_size:
         raise ValueError("chunk_size is not supported for PPO: its actor loss normalises advantages over the "
                          "batch it is given, so chunking would change the objective; use a smaller num_samples")
     if num_minibatches or minibatch_size:
         raise ValueError("PPO uses its own minibatching (config.num_minibatches of one training rollout); "
                          "leave num_minibatches and minibatch_size at 0")
-    return on_policy_objectives(agent, state, key, on_policy_rollouts(agent, num_samples))
+    return on_policy_objectives(agent, state, key, on_policy_rollouts(agent, num_samples), losses)
 
 
 def on_policy_rollouts(agent, num_samples: int) -> int:
@@ -405,16 +469,21 @@ def on_policy_rollouts(agent, num_samples: int) -> int:
 
 def analyse_snapshot(agent, state, key, *, k: int, num_iters: int, ks: Sequence[int] = SUBSPACE_KS,
                      num_samples: int, num_minibatches: int = 0, minibatch_size: int = 0, chunk_size: int = 0,
-                     combined: bool = True, tol: float = 1e-4, max_matvecs: int | None = None) -> dict:
+                     combined: bool = True, tol: float = 1e-4, max_matvecs: int | None = None,
+                     losses: dict | None = None, low_sample: bool = False, slq_probes: int = 0,
+                     slq_iters: int = 0) -> dict:
     """Everything the subspace study computes for one seed's snapshot: the function to ``jit(vmap(...))``.
 
     ``key`` is split into ``(k_data, k_eig)``: ``k_data`` builds :func:`agent_objectives`, ``k_eig`` starts
     Lanczos. Returns :func:`snapshot_subspaces`' dict (``policy_loss``, ``value_function_loss`` and, with
     ``combined``, ``combined_loss``). All keyword sizes are static; ``tol`` / ``max_matvecs`` go to the eigensolver
-    (:func:`objective_spectrum`).
+    (:func:`objective_spectrum`); ``losses`` to :func:`agent_objectives`; ``low_sample``, ``slq_probes``,
+    ``slq_iters`` to :func:`snapshot_subspaces`.
     """
     k_data, k_eig = jax.random.split(key)
-    objectives = agent_objectives(agent, state, k_data, num_samples, num_minibatches, minibatch_size, chunk_size)
+    objectives = agent_objectives(agent, state, k_data, num_samples, num_minibatches, minibatch_size, chunk_size,
+                                  losses)
     chunked = bool(chunk_size) and agent.is_off_policy and chunk_size < num_samples
     return snapshot_subspaces(objectives, k_eig, k, num_iters, ks, combined=combined, linearize=not chunked,
-                              tol=tol, max_matvecs=max_matvecs)
+                              tol=tol, max_matvecs=max_matvecs, low_sample=low_sample, slq_probes=slq_probes,
+                              slq_iters=slq_iters)

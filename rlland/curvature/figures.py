@@ -3,7 +3,10 @@
 * ``subspaces_eigenspectrum.png``: per loss, the seed-mean Hessian eigenvalues of each snapshot, and the
   true-gradient fraction against k next to the random k/n baseline;
 * ``subspaces_fraction.png``: the true- and estimated-gradient fractions against the training step (per-seed lines,
-  mean and 95% interval; k/n baselines dotted);
+  mean and 95% interval; k/n baselines dotted), in the big-batch Hessian's basis and, when computed, in the
+  low-sample Hessian's (the study's four variants);
+* ``subspaces_density.png``: the Hessian's SLQ spectral density of each snapshot (seed mean, Gaussian-smoothed),
+  the eigenspectrum over training;
 * ``subspaces_overlap.png``: the subspace overlap from each reference step t1 against t2 >= t1 (k/n dotted).
 """
 from __future__ import annotations
@@ -69,15 +72,61 @@ def _level_curves(ax, d, steps, loss, figure_ks, key_of):
 
 
 def fractions(d: dict[str, np.ndarray], path: str, figure_ks: Sequence[int]) -> str:
-    """Per loss: the true- and estimated-gradient fractions against the training step."""
+    """Per loss: the true- and estimated-gradient fractions against the training step (and the low-sample
+    variants when ``d`` has them)."""
     steps, losses = d["steps"], layout.losses(d)
-    fig, axes = plotting.plt.subplots(len(losses), 2, figsize=(11, 3.2 * len(losses)), squeeze=False)
+    variants = [(g, False) for g in layout.GRADIENTS]
+    if losses and len(d[f"ks/{losses[0]}"]) and layout.fraction_key(int(d[f"ks/{losses[0]}"][0]), "true_gradient",
+                                                                     losses[0], True) in d:
+        variants += [(g, True) for g in layout.GRADIENTS]
+    fig, axes = plotting.plt.subplots(len(losses), len(variants), figsize=(5.5 * len(variants), 3.2 * len(losses)),
+                                      squeeze=False)
     for r, loss in enumerate(losses):
-        for col, gradient in enumerate(("true_gradient", "estimated_gradient")):
+        for col, (gradient, low) in enumerate(variants):
             ax = axes[r, col]
-            _level_curves(ax, d, steps, loss, figure_ks, lambda k: d[layout.fraction_key(k, gradient, loss)])
+            _level_curves(ax, d, steps, loss, figure_ks,
+                          lambda k: d[layout.fraction_key(k, gradient, loss, low)])
             ax.set(xlabel="env steps", ylabel="gradient subspace fraction", ylim=(-0.02, 1.02),
-                   title=f"{loss}: {gradient.replace('_', ' ')} (dotted: random k/n)")
+                   title=f"{loss}: {gradient.replace('_', ' ')}" + (", low-sample Hessian" if low else "")
+                   + " (dotted: random k/n)")
+            ax.title.set_fontsize("small")
+    fig.tight_layout()
+    return plotting.save(fig, path)
+
+
+def density_curves(nodes, weights, grid, sigma) -> np.ndarray:
+    """Gaussian-smoothed SLQ densities ``mean_p sum_j w_pj N(t; node_pj, sigma^2)`` on ``grid`` for
+    nodes / weights [..., P, m] (the formula of `rlland.curvature.spectral_density`); returns [..., len(grid)]."""
+    nodes, weights = np.asarray(nodes, np.float64), np.asarray(weights, np.float64)
+    z = (np.asarray(grid)[None, :] - nodes.reshape(-1, 1)) / sigma
+    kernel = np.exp(-0.5 * z ** 2) / (sigma * np.sqrt(2 * np.pi))  # [(... P m), G]
+    dens = (weights.reshape(-1, 1) * kernel).reshape(nodes.shape + (len(grid),))
+    return dens.sum(-2).mean(-2)
+
+
+def density(d: dict[str, np.ndarray], path: str) -> str | None:
+    """Per block: the seed-mean SLQ spectral density of every snapshot (log scale; sigma = 1% of the eigenvalue
+    range over the run), coloured by step. None when ``d`` has no SLQ datasets."""
+    plt = plotting.plt
+    losses = [loss for loss in layout.losses(d) if f"slq_nodes/{loss}" in d]
+    if not losses:
+        return None
+    steps = d["steps"]
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, len(losses), figsize=(5.5 * len(losses), 3.6), squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        nodes, weights = d[f"slq_nodes/{loss}"], d[f"slq_weights/{loss}"]  # [S, T, P, m]
+        lo, hi = float(np.nanmin(nodes)), float(np.nanmax(nodes))
+        span = max(hi - lo, 1e-12)
+        grid = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 800)
+        dens = density_curves(nodes, weights, grid, 0.01 * span)  # [S, T, G]
+        for j, step in enumerate(steps):
+            ax.plot(grid, np.maximum(np.nanmean(dens[:, j], 0), 1e-12), color=cmap(j / max(len(steps) - 1, 1)),
+                    label=f"step {step}")
+        ax.set(xlabel="Hessian eigenvalue", ylabel="density (SLQ, seed mean)", yscale="log",
+               title=f"{loss}: eigenspectrum over training")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="best")
     fig.tight_layout()
     return plotting.save(fig, path)
 
@@ -111,4 +160,5 @@ def figures(d: dict[str, np.ndarray], run_dir: str, figure_ks: Sequence[int]) ->
              fractions(d, os.path.join(out_dir, "subspaces_fraction.png"), figure_ks)]
     if overlap_steps(d):
         paths.append(overlaps(d, os.path.join(out_dir, "subspaces_overlap.png"), figure_ks))
-    return paths
+    slq = density(d, os.path.join(out_dir, "subspaces_density.png"))
+    return paths + ([slq] if slq else [])

@@ -21,6 +21,15 @@ loss's number of eigenvectors) and ``t1`` over the overlap reference steps::
     random_subspace_baseline_{k:03d}evs/<loss>                   f32 []        k / n
     overlaps_top{k:03d}_checkpoint{t1:07d}/<loss>                f32 [S, T]    ||V_k(t1)^T V_k(t2)||_F^2 / k at
                                                                                t2 = steps[j]; NaN where t2 < t1
+    low_sample/gradient_subspace_fraction_{k:03d}evs/{true_gradient|estimated_gradient}/<loss>
+                                                                 f32 [S, T]    the same gradients' fractions in
+                                                                               the low-sample Hessian's basis
+    low_sample/eigenvalues/<loss>                                f32 [S, T, k] its eigenvalues (and, for policy /
+    low_sample/{eigenvalue_residuals,eigenvalue_converged,num_matvecs}/<loss>  value_function, its convergence)
+                                                                 (the low_sample/ datasets: config.low_sample)
+    slq_nodes/<loss>, slq_weights/<loss>                         f32 [S, T, P, m] stochastic Lanczos quadrature of
+                                                                 the Hessian (policy / value_function; config.slq):
+                                                                 density phi(t) = mean_p sum_j w_pj delta(t - node_pj)
     attributes: the config (flattened, "json:"-prefixed JSON for non-numeric values), run_dir, algo, env,
                 settings (:func:`settings`), rlland_layout = "subspaces", rlland_layout_version, compile_seconds,
                 run_seconds (of the snapshots computed by the last call; reused ones cost nothing)
@@ -55,7 +64,8 @@ from rlland.curvature.analysis import SUBSPACE_LOSSES
 from rlland.curvature.subspace import random_subspace_baseline
 
 LAYOUT = "subspaces"
-LAYOUT_VERSION = 2  # 2: eigenvalue_converged, num_matvecs, settings (restarted Lanczos; resumable)
+LAYOUT_VERSION = 3  # 2: eigenvalue_converged, num_matvecs, settings (restarted Lanczos; resumable); 3: low_sample/,
+# slq_nodes / slq_weights, the study's loss definitions by default
 FILE_NAME = "subspaces.h5"
 BASES_LAYOUT = "subspaces_bases"
 BASES_DIR = "subspaces_bases"
@@ -64,8 +74,13 @@ SELECTION_KEYS = ("steps", "overlap_steps", "figures", "figure_ks")
 # per-snapshot fields of `rlland.curvature.snapshot_subspaces` stored as [S, T, ...] datasets, and their names
 STEP_FIELDS = {"eigenvalues": "eigenvalues", "residuals": "eigenvalue_residuals",
                "converged": "eigenvalue_converged", "num_matvecs": "num_matvecs", "loss": "loss",
-               "gradient_norm": "gradient_norm"}
+               "gradient_norm": "gradient_norm",
+               "low_sample_eigenvalues": "low_sample/eigenvalues", "low_sample_residuals": "low_sample/eigenvalue_residuals",
+               "low_sample_converged": "low_sample/eigenvalue_converged",
+               "low_sample_num_matvecs": "low_sample/num_matvecs", "slq_nodes": "slq_nodes", "slq_weights": "slq_weights"}
+DTYPES = {"converged": bool, "low_sample_converged": bool, "num_matvecs": np.int64, "low_sample_num_matvecs": np.int64}
 GRADIENTS = ("true_gradient", "estimated_gradient")
+LOW_SAMPLE = "low_sample"
 
 
 class Results(NamedTuple):
@@ -85,9 +100,10 @@ class Results(NamedTuple):
     num_parameters: dict
 
 
-def fraction_key(k: int, gradient: str, loss: str) -> str:
-    """``gradient`` in {true_gradient, estimated_gradient}."""
-    return f"gradient_subspace_fraction_{k:03d}evs/{gradient}/{loss}"
+def fraction_key(k: int, gradient: str, loss: str, low_sample: bool = False) -> str:
+    """``gradient`` in {true_gradient, estimated_gradient}; ``low_sample``: the fraction in the low-sample
+    Hessian's basis (the study's ``low_sample/`` prefix, B.5)."""
+    return f"{LOW_SAMPLE + '/' if low_sample else ''}gradient_subspace_fraction_{k:03d}evs/{gradient}/{loss}"
 
 
 def overlap_key(k: int, t1: int, loss: str) -> str:
@@ -136,12 +152,15 @@ def collect(results: Results, seeds, ks: Sequence[int]) -> dict[str, np.ndarray]
         d[f"num_parameters/{loss}"] = np.int64(n)
         for field, name in STEP_FIELDS.items():
             if field in per_step[0][loss]:
-                dtype = {"converged": bool, "num_matvecs": np.int64}.get(field, np.float32)
-                d[f"{name}/{loss}"] = stack(loss, field).astype(dtype)
-        for gradient in GRADIENTS:
-            values = stack(loss, gradient).astype(np.float32)  # [S, T, K]
-            for i, k in enumerate(ks_loss):
-                d[fraction_key(k, gradient, loss)] = values[..., i]
+                d[f"{name}/{loss}"] = stack(loss, field).astype(DTYPES.get(field, np.float32))
+        for low in (False, True):
+            for gradient in GRADIENTS:
+                field = f"{LOW_SAMPLE}_{gradient}" if low else gradient
+                if field not in per_step[0][loss]:
+                    continue
+                values = stack(loss, field).astype(np.float32)  # [S, T, K]
+                for i, k in enumerate(ks_loss):
+                    d[fraction_key(k, gradient, loss, low)] = values[..., i]
         for k in ks_loss:
             d[baseline_key(k, loss)] = np.float32(random_subspace_baseline(k, n))
     for t1, loss in sorted({(t1, loss) for t1, _, loss in results.overlaps if t1 in results.per_step}):
@@ -162,8 +181,11 @@ def results_of(d: dict[str, np.ndarray]) -> Results:
     for loss in losses(d):
         ks_loss = [int(k) for k in d[f"ks/{loss}"]]
         fields = {field: d[f"{name}/{loss}"] for field, name in STEP_FIELDS.items() if f"{name}/{loss}" in d}
-        for gradient in GRADIENTS:
-            fields[gradient] = np.stack([d[fraction_key(k, gradient, loss)] for k in ks_loss], axis=-1)
+        for low in (False, True):
+            for gradient in GRADIENTS:
+                if ks_loss and fraction_key(ks_loss[0], gradient, loss, low) in d:
+                    fields[f"{LOW_SAMPLE}_{gradient}" if low else gradient] = np.stack(
+                        [d[fraction_key(k, gradient, loss, low)] for k in ks_loss], axis=-1)
         for j, s in enumerate(steps):
             per_step[s][loss] = {field: np.asarray(v[:, j]) for field, v in fields.items()}
     overlaps = {}

@@ -43,6 +43,8 @@ from rlland import runs, sharding
 from rlland.buffers import check_fits
 from rlland.curvature import figures, layout
 from rlland.curvature.analysis import analyse_snapshot, on_policy_rollouts, resolve_subspace_sizes
+from rlland.curvature.study_losses import study_losses
+from rlland.divergence import finite
 from rlland.curvature.layout import Results
 from rlland.curvature.subspace import subspace_overlap
 
@@ -55,7 +57,7 @@ def snapshot_keys(seed: int, step: int, seeds) -> jax.Array:
     return jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.asarray(seeds))
 
 
-def resolve_num_samples(c: ml_collections.ConfigDict, agent, states) -> int:
+def resolve_num_samples(c: ml_collections.ConfigDict, agent, states, step: int | None = None, seeds=None) -> int:
     """The static big-batch size for this snapshot (``config.num_samples``, see configs/subspaces.py).
 
     On-policy: whole rollouts covering ``num_samples`` (0: ``ON_POLICY_SAMPLES``). Off-policy: ``num_samples``
@@ -64,12 +66,17 @@ def resolve_num_samples(c: ml_collections.ConfigDict, agent, states) -> int:
     if not agent.is_off_policy:
         n = int(c.num_samples) or ON_POLICY_SAMPLES
         return on_policy_rollouts(agent, n) * int(agent.config.unroll_length) * int(agent.config.num_envs)
-    sizes = np.unique(np.asarray(states.buffer.size))
+    per_seed = np.asarray(states.buffer.size).reshape(-1)
+    seeds = list(range(per_seed.size)) if seeds is None else list(seeds)
+    empty = [s for s, n in zip(seeds, per_seed) if n < 1]
+    if empty:
+        raise ValueError(f"snapshot {step} seed {empty[0]}: the replay buffer is empty (taken before any transition "
+                         f"was stored?): nothing to take the losses on; analyse later snapshots (config.steps)")
+    sizes = np.unique(per_seed)
     if sizes.size != 1:
-        raise ValueError(f"seeds hold different replay sizes {sizes.tolist()}; analyse them separately")
+        raise ValueError(f"snapshot {step}: seeds {seeds} hold different replay sizes {per_seed.tolist()}; analyse "
+                         f"them separately (config.seeds)")
     size = int(sizes[0])
-    if size < 1:
-        raise ValueError("the snapshot's replay buffer is empty (step 0?): nothing to take the losses on")
     n = min(int(c.num_samples), size) if c.num_samples else size
     if c.chunk_size and n % int(c.chunk_size):
         n -= n % int(c.chunk_size)  # whole chunks only
@@ -92,12 +99,25 @@ def _selected_steps(c: ml_collections.ConfigDict, run_dir: str) -> tuple[list[in
     return steps, t1_steps
 
 
-def _snapshot_fn(agent, c: ml_collections.ConfigDict, ks: tuple[int, ...], num_samples: int):
+def _snapshot_fn(agent, c: ml_collections.ConfigDict, ks: tuple[int, ...], num_samples: int, losses=None):
     """``(state, key) -> analyse_snapshot(...)`` for one seed, every size static."""
+    slq = c.get("slq", {})
     return partial(analyse_snapshot, agent, k=int(c.k), num_iters=int(c.num_iters), ks=ks, num_samples=num_samples,
                    num_minibatches=int(c.num_minibatches), minibatch_size=int(c.minibatch_size),
                    chunk_size=int(c.chunk_size), combined=bool(c.combined), tol=float(c.tol),
-                   max_matvecs=int(c.max_matvecs) or None)
+                   max_matvecs=int(c.max_matvecs) or None, losses=losses,
+                   low_sample=bool(c.get("low_sample", False)), slq_probes=int(slq.get("num_probes", 0)),
+                   slq_iters=int(slq.get("num_iters", 0)))
+
+
+def check_finite_losses(step: int, seeds, host: dict) -> None:
+    """ValueError naming the snapshot, seed and loss where a loss on the big batch is not finite (its eigenvalues
+    and fractions would be NaN): nothing of that snapshot is written."""
+    for loss, o in host.items():
+        for s, value in zip(seeds, np.asarray(o["loss"]).reshape(-1)):
+            if not np.isfinite(value):
+                raise ValueError(f"snapshot {step} seed {s}: non-finite {loss} ({value}); refusing to write NaN "
+                                 f"eigenvalues and fractions (leave the seed out with config.seeds)")
 
 
 def _step_summary(host: dict, ks) -> str:
@@ -156,6 +176,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
     if not float(c.tol) >= 0:
         raise ValueError(f"tol must be >= 0, got {c.tol}")
     _, seeds = runs.select_seeds(None, c.seeds, run_config.num_seeds)
+    losses = study_losses(run_config.algo, agent, c.get("losses", "agent"))
     path = os.path.join(run_dir, layout.FILE_NAME)
     settings = layout.settings(c, seeds)
     previous = layout.previous_results(path, settings)
@@ -183,27 +204,28 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
         else:
             snapshot = runs.load_snapshot(run_dir, step, agent, config=run_config)
             states, _ = runs.select_seeds(snapshot, seeds, run_config.num_seeds)
+            for s, ok in zip(seeds, np.asarray(jax.vmap(finite)(states.params))):
+                if not ok:
+                    raise ValueError(f"snapshot {step} seed {s}: its parameters are not finite (the seed diverged); "
+                                     f"leave it out with config.seeds")
             states = sharding.shard_seeds(states, len(seeds))
             keys = snapshot_keys(int(c.seed), step, seeds)
-            n = resolve_num_samples(c, agent, states)
+            n = resolve_num_samples(c, agent, states, step, seeds)
             results.num_samples[step] = n
             if n not in kernels:
                 t0 = time.perf_counter()
-                kernels[n] = jax.jit(jax.vmap(_snapshot_fn(agent, c, ks, n))).lower(states, keys).compile(
+                kernels[n] = jax.jit(jax.vmap(_snapshot_fn(agent, c, ks, n, losses))).lower(states, keys).compile(
                     compiler_options)
                 compile_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             out = jax.block_until_ready(kernels[n](states, keys))
             run_seconds += time.perf_counter() - t0
+            check_finite_losses(step, seeds, {loss: {"loss": o["loss"]} for loss, o in out.items()})
             vectors = {loss: o["eigenvectors"] for loss, o in out.items()}
             results.num_parameters.update({loss: int(v.shape[-1]) for loss, v in vectors.items()})
             if step in t1_steps:
                 layout.write_basis(layout.basis_path(run_dir, step), vectors, settings, seeds, step)
             host = {loss: {k: np.asarray(v) for k, v in o.items() if k != "eigenvectors"} for loss, o in out.items()}
-            for loss, o in host.items():
-                if not np.all(np.isfinite(o["loss"])):
-                    log(f"warning: non-finite {loss} at step {step} for seeds "
-                        f"{[s for s, v in zip(seeds, o['loss']) if not np.isfinite(v)]}: its results are NaN")
             log(f"step {step} ({len(seeds)} seeds, {n} samples): {_step_summary(host, ks)}")
         results.per_step[step] = host
         if step in t1_steps and vectors is not None:

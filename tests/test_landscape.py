@@ -275,8 +275,19 @@ def ppo_suite():
         snap = index(train_snapshots(agent, key, 20, 1), 0)
         op, op0 = (landscape.ppo_update(agent, snap, learning_rate=lr) for lr in (LR, 0.0))
         purd = lambda op: landscape.post_update_returns(op, rf, snap.params, key, NUM_SAMPLES)
+        # the original's operator: one step on the first half of a fresh rollout's batch, clip 0.1
+        mb = landscape.ppo_minibatch_step(agent, snap, learning_rate=LR)
+        k_roll, k_update = jax.random.split(key)
+        _, traj, _ = agent.rollout(snap.params, snap.env_state, k_roll)
+        hp = snap.hparams | {"learning_rate": jnp.float32(LR), "max_grad_norm": jnp.float32(0.1)}
+        batch = agent.make_batch(snap.params, traj, hp)
+        by_hand = {f"{half}": agent.minibatch_update(snap.params, snap.opt_state, jax.tree.map(
+            lambda x: x[:rows], batch), k_update, hp)[0] for half, rows in (("half", 8), ("all", 16))}
         return {"pre": rf(snap.params, key).undiscounted, "purd": purd(op), "purd_lr0": purd(op0),
-                "op_params": jax.vmap(op, in_axes=(None, 0))(snap.params, jax.random.split(key, 4))}
+                "op_params": jax.vmap(op, in_axes=(None, 0))(snap.params, jax.random.split(key, 4)),
+                "mb": mb(snap.params, key), "mb_by_hand": by_hand,
+                "mb_unclipped": landscape.ppo_minibatch_step(agent, snap, learning_rate=LR, max_grad_norm=None)(
+                    snap.params, key)}
 
     return suite(jax.random.PRNGKey(6))
 
@@ -295,6 +306,38 @@ def test_sac_ppo_samples_independent_and_lr0_exact(name, sac_suite, ppo_suite):
     else:  # PPO updates the critic too
         critics = suite["op_params"]["critic"]
         assert not leaves_equal(index(critics, 0), index(critics, 1))
+
+
+def test_ppo_minibatch_step_is_one_clipped_step_on_the_first_half(ppo_suite):
+    """The original PPO PURD operator (A.4 QUIRKs kept): one Adam step on rows 0 .. B/2 - 1 of the rollout's
+    flattened batch (16 rows: 4 steps x 4 envs) with the gradient clipped at global norm 0.1."""
+    mb, by_hand = ppo_suite["mb"], ppo_suite["mb_by_hand"]
+    for part in ("actor", "critic"):
+        for x, y in zip(jax.tree.leaves(mb[part]), jax.tree.leaves(by_hand["half"][part])):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    assert not leaves_equal(mb["actor"], by_hand["all"]["actor"])  # not the whole batch
+    assert not leaves_equal(mb["actor"], ppo_suite["mb_unclipped"]["actor"])  # the 0.1 clip acted
+
+
+def test_in_rollout_perturbations(td3):
+    """No update, the snapshot's own policy: deterministic fixed-start returns are one number; action noise and
+    per-step parameter noise (the original's ``action`` and ``parameter`` types) spread them; start-state noise
+    needs a task with a reset noise scale."""
+    agent, snaps = td3
+    snap = index(snaps, (0, -1))
+
+    @jit
+    def purds(params, key):
+        return {name: landscape.post_update_returns(landscape.no_update, landscape.policy_returns(agent, **kw),
+                                                    params, key, NUM_SAMPLES)["undiscounted"]
+                for name, kw in (("none", {}), ("action", {"action_noise": 0.3}), ("param", {"param_noise": 0.3}))}
+
+    out = purds(snap.params, jax.random.PRNGKey(4))
+    assert len(np.unique(np.asarray(out["none"]))) == 1
+    for name in ("action", "param"):
+        assert len(np.unique(np.asarray(out[name]))) == NUM_SAMPLES, name
+    with pytest.raises(ValueError, match="reset_noise_scale"):
+        landscape.policy_returns(agent, start_noise=1.0)
 
 
 # --------------------------------------------------------------------------------------------- interpolation

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from rlland import configs, landscape, runs, train
+from rlland import configs, landscape, runs, sinks, train
 from rlland.landscape import analysis, figures
 
 from test_train import tiny_td3
@@ -138,15 +138,35 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path):
     assert sorted(groups) == ["a"] and groups["a"]["undiscounted"].shape == (2, 3)
 
 
-def test_interpolation_and_rejection_skip_what_is_done(run_dir, capsys):
+def test_interpolation_and_rejection_skip_what_is_done(run_dir, capsys, monkeypatch):
     steps = runs.snapshot_steps(run_dir)
     c = small("interpolate", num_points=3, seeds=(0,))
     out = analysis.analyse_interpolation(c, run_dir)
     assert list(out) == [f"seed0_step{steps[0]}__seed0_step{steps[1]}"]
     assert next(iter(out.values()))["undiscounted"].shape == (3, 4)
+    assert os.path.getsize(os.path.join(run_dir, "figures", "interpolation_heatmap.png")) > 5000
     rc = small("reject", max_steps=2, num_repeats=2)
+    rc.wandb.mode = "offline"
+    logged = []
+
+    class Recorder:  # stands in for wandb: what analyse_rejection logs, one run per (seed, repeat)
+        def __init__(self, run_dir, run_id, num_seeds, config, mode, project):
+            logged.append((run_id, num_seeds, mode))
+
+        def log(self, step, per_seed):
+            logged.append((step, {k: np.asarray(v).copy() for k, v in per_seed.items()}))
+
+        def finish(self):
+            logged.append("finished")
+
+    monkeypatch.setattr(sinks, "WandbSink", Recorder)
     curves = analysis.analyse_rejection(rc, run_dir)
     assert curves["cvar"].shape == (4, 3)
+    assert logged[0][1:] == (4, "offline") and "-reject-cvar-step" in logged[0][0] and logged[-1] == "finished"
+    assert [row[0] for row in logged[1:-1]] == [0, 1, 2]  # proposals
+    for j, (_, row) in enumerate(logged[1:-1]):
+        np.testing.assert_array_equal(row["PURD CVaR"], np.asarray(curves["cvar"], np.float64)[:, j])
+        assert set(row) >= {"PURD mean", "PURD LTP", "PURD CVaR", "accepted"}
     capsys.readouterr()
     again = analysis.analyse_interpolation(c, run_dir)  # the same pair with the same settings: read, not recomputed
     np.testing.assert_array_equal(again[list(out)[0]]["undiscounted"], out[list(out)[0]]["undiscounted"])
@@ -154,3 +174,31 @@ def test_interpolation_and_rejection_skip_what_is_done(run_dir, capsys):
     assert capsys.readouterr().out.count("already in") == 2
     with pytest.raises(ValueError, match="seeds \\[5\\] are not in the run"):
         analysis.analyse_rejection(small("reject", max_steps=2, seeds=(5,)), run_dir)
+
+
+def test_presets_name_the_original_operators_and_the_training_run(run_dir):
+    c = configs.load("purd", "td3/hopper")
+    assert (c.operator, c.learning_rate, c.run_dir) == ("td3_actor_step", 3e-4, "runs/td3-hopper-seed0")
+    assert configs.load("purd", "sac/ant").operator == "sac_actor_step"
+    p = configs.load("purd", "ppo/hopper")
+    assert (p.operator, p.ppo.fraction, p.ppo.max_grad_norm) == ("ppo_minibatch_step", 0.5, 0.1)
+    assert configs.load("purd", "td3/hopper/param_noise").operator == "param_noise"
+    for name, key, value in (("param_noise_per_step", "param_noise", 3e-4), ("action_noise", "action_noise", 0.1),
+                             ("start_noise", "start_noise", 1.0)):
+        c = configs.load("purd", f"ppo/hopper/{name}")
+        assert c.operator == "none" and c.eval[key] == value, name
+    w = configs.load("purd", "td3/hopper/with_action_noise")
+    assert (w.operator, w.eval.action_noise, w.eval.num_episodes) == ("td3_actor_step", 0.1, 10)
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        configs.load("purd", "td3/hopper/wind")
+    for name in ("interpolate", "reject"):
+        assert configs.load(name, "td3/hopper").run_dir == "runs/td3-hopper-seed0"
+    # --run_dir wins; else the preset's run_dir; a directory that is not a run is refused in one line
+    assert analysis.resolve_run_dir(run_dir, c) == run_dir
+    c = configs.load("purd", "td3/hopper")
+    c.run_dir = run_dir
+    assert analysis.resolve_run_dir(None, c) == run_dir
+    with pytest.raises(ValueError, match="not a training run directory"):
+        analysis.resolve_run_dir(None, configs.load("purd", "td3/no_such_env"))
+    with pytest.raises(ValueError, match="no run directory"):
+        analysis.resolve_run_dir(None, configs.load("purd"))

@@ -28,6 +28,14 @@ Hessian never sees critic parameters and the actor-loss gradient has no critic c
 detached critic copies ensure; critic targets are constants (``stop_gradient`` in the agents' losses). The cross
 (actor-critic) Hessian block is never formed, as in the reference.
 
+Which losses: the agent's ``actor_loss`` / ``critic_loss`` unless ``losses`` gives others with the same
+convention; :mod:`rlland.curvature.study_losses` has the subspace study's (the run analysis's default), which
+differ from rlland's training losses in scale (SAC critic, PPO critic) and in the TD3 actor's Q head.
+
+Low-sample Hessian (B.2): each adapter also gives the objective's loss on its minibatches concatenated (one batch
+of ``M x B`` samples, about 2048, one fixed noise draw), whose eigenbasis gives the study's ``low_sample``
+fraction variants (:func:`snapshot_subspaces` with ``low_sample=True``).
+
 Fixed noise (so that each Hessian is that of one well-defined deterministic objective, B.2 "the loss is computed
 ONCE"): every loss gets one fixed key per batch: TD3's target-policy smoothing noise and SAC's sampled next
 actions (critic) and reparameterisation noise (actor) are one draw per sample, held fixed across all HVPs. As in

@@ -22,6 +22,12 @@ Convergence: every Hessian's eigenpairs come from thick-restart Lanczos to ``con
 tol * max|theta|``) within ``config.max_matvecs`` HVPs; the residuals, per-pair converged flags and HVP counts are
 stored, and each snapshot and seed with unconverged pairs gets one warning line.
 
+Losses and variants (``configs/subspaces.py``): by default the subspace study's own loss definitions
+(``config.losses = "study"``, :mod:`rlland.curvature.study_losses`: the combined basis merges the two blocks by
+eigenvalue, so the losses' scales matter), the low-sample Hessian variant (``config.low_sample``) and the SLQ
+spectral density of each block's Hessian (``config.slq``). Refusals (ValueError naming the snapshot and seed,
+nothing of that snapshot written): an empty replay buffer, non-finite parameters, a non-finite loss.
+
 Resuming: the h5 is rewritten atomically after every snapshot. A re-run reuses the snapshots the file already
 holds with the same settings (`rlland.curvature.layout.settings`: the config without the step selection and the
 figure options, and the seeds) and computes the others, as ``rlland.landscape.analysis.analyse_purd`` does; the

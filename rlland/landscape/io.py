@@ -24,9 +24,13 @@ PURD layout (:func:`write_purd_h5`, ``rlland_layout = "purd"``)::
 
     /<name>/undiscounted   float32 [..., num_samples]   e.g. [num_seeds, num_samples] or [num_samples]
     /<name>/discounted     float32 [..., num_samples]
-    /<name>/pre_update, mean, std, ltp, cvar   float32 [...]   (written by rlland.landscape.analysis.analyse_purd:
-                           the return before the update, and the PURD's mean, std, LTP and CVaR_alpha per seed)
+    /<name>/pre_update, mean, std, mode, ltp, cvar   float32 [...]   (written by
+                           rlland.landscape.analysis.analyse_purd: the return before the update, and the PURD's
+                           mean, std, mode, LTP and CVaR_alpha per seed)
     /<name>.attrs          per-group attributes (operator, step, seeds, settings, ...)
+
+``analyse_purd`` names its groups ``<operator>/<settings id>/step_<step>`` and stores the whole config in each
+group's attributes (``settings`` JSON, ``config.*``, ``resolved.*``), so groups of different settings coexist.
 
 Both arrays are stored (the original's main dataset was the discounted one, A.4 QUIRK: use ``undiscounted`` for
 LTP / CVaR).

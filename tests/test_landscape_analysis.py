@@ -55,6 +55,10 @@ def test_purd_writes_each_step_with_its_statistics_and_skips_finished_steps(run_
     assert set(before) | set(other) == set(groups)  # the two settings coexist: nothing overwritten
     for name, v in before.items():
         np.testing.assert_array_equal(groups[name]["undiscounted"], v)
+    mine = analysis.read_purd(run_dir, c)  # one setting's groups by step, the other's left out
+    assert sorted(mine) == runs.snapshot_steps(run_dir)
+    for step, g in mine.items():
+        np.testing.assert_array_equal(g["undiscounted"], before[analysis.purd_group(c, step)])
     for name, v in other.items():  # lr 0: every sample is the pre-update return
         np.testing.assert_array_equal(v["undiscounted"], np.repeat(v["pre_update"][:, None], 4, axis=1))
         assert group_attrs[name]["config.learning_rate"] == 0.0

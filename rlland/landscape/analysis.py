@@ -249,6 +249,17 @@ def analyse_purd(c, run_dir: str, verbose: bool = True) -> dict:
     return results
 
 
+def read_purd(run_dir: str, c) -> dict[int, dict[str, np.ndarray]]:
+    """``{step: datasets}`` of the PURD groups of ``<run_dir>/purd.h5`` written with ``c``'s settings (other
+    settings' groups in the same file are left out); empty if there are none."""
+    path = os.path.join(run_dir, "purd.h5")
+    if not os.path.exists(path):
+        return {}
+    groups, _, group_attrs = io.read_h5(path)
+    settings = purd_settings(c)
+    return {int(a["step"]): groups[n] for n, a in sorted(group_attrs.items()) if a.get("settings") == settings}
+
+
 def purd_figure(run_dir, step, seeds, out, name: str | None = None, threshold: float = 0.5) -> str:
     """``figures/purd_<operator>_<settings id>_step_<step>.png`` (``name`` the h5 group; None: ``purd_step_<step>``):
     per-seed histograms with the pre-update return and the LTP threshold (`rlland.landscape.figures`)."""

@@ -18,6 +18,7 @@ from rlland.curvature import SUBSPACE_KS
 
 def study() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
+        run_dir="",  # the training run (set by the <algo>/<env> presets); --run_dir overrides
         steps=(),  # snapshot steps to analyse, e.g. --config.steps="(50000, 550000)"; empty = every snapshot
         seeds=(),  # seed indices, e.g. --config.seeds="(0, 1)"; empty = every seed of the run
         seed=0,  # analysis keys: fold_in(fold_in(PRNGKey(seed), step), seed_index)
@@ -63,8 +64,16 @@ def quick() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """``study`` (default), ``quick``, or ``<algo>/<env>[/quick]``: those settings on the run
+    ``runs/<algo>-<env>-seed0`` (the name ``experiments/train.py --config=configs/train.py:<algo>/<env>`` gives it;
+    ``--run_dir`` overrides)."""
     if not arg or arg == "study":
         return study()
     if arg == "quick":
         return quick()
-    raise ValueError(f"config argument must be empty, 'study' or 'quick', got {arg!r}")
+    parts = arg.split("/")
+    if len(parts) in (2, 3) and (len(parts) == 2 or parts[2] in ("study", "quick")):
+        c = quick() if parts[-1] == "quick" and len(parts) == 3 else study()
+        c.run_dir = f"runs/{parts[0]}-{parts[1]}-seed0"
+        return c
+    raise ValueError(f"config argument must be empty, 'study', 'quick' or <algo>/<env>[/quick], got {arg!r}")

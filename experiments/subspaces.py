@@ -3,6 +3,7 @@ line of `rlland.curvature.run_analysis.analyse_run` (what it computes; the ``sub
 `rlland.curvature.layout`, the figures `rlland.curvature.figures`).
 
     python experiments/subspaces.py --run_dir=runs/td3-hopper-seed0
+    python experiments/subspaces.py --config=configs/subspaces.py:td3/hopper/quick      # runs/td3-hopper-seed0
     python experiments/subspaces.py --config=configs/subspaces.py:quick --run_dir=runs/quickstart \
         --config.steps="(10240, 20480)" --config.seeds="(0, 1)" --config.k=50 --config.num_iters=150
 """
@@ -12,15 +13,17 @@ from absl import flags
 
 from rlland import cli
 from rlland.curvature import layout, run_analysis
+from rlland.landscape import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "subspaces.py")
 _CONFIG = cli.define_config(_DEFAULT, "subspace analysis config file (path[:study|quick])")
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experiments/train.py", required=True)
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experiments/train.py (default: the "
+                                               "config's run_dir, set by the <algo>/<env> presets)")
 
 
 def main(argv):
     del argv
-    path = run_analysis.analyse_run(_CONFIG.value, _RUN_DIR.value)
+    path = run_analysis.analyse_run(_CONFIG.value, analysis.resolve_run_dir(_RUN_DIR.value, _CONFIG.value))
     print(layout.summary(layout.read_h5(path)[0]))
 
 

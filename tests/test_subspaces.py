@@ -272,6 +272,13 @@ def test_convergence_warnings_one_line_per_unconverged_seed():
     lines = run_analysis.convergence_warnings(128, [3, 7], host, 1e-4)
     assert len(lines) == 1 and "step 128 seed 7" in lines[0] and "policy_loss 1 of 2" in lines[0]
     assert "0.25" in lines[0] and "60 HVPs" in lines[0]
+    host["policy_loss"] |= {"low_sample_converged": np.array([[False, True], [True, True]]),
+                            "low_sample_residuals": np.array([[0.4, 0.0], [0.0, 0.0]]),
+                            "low_sample_eigenvalues": np.array([[4.0, 1.0], [2.0, 1.0]]),
+                            "low_sample_num_matvecs": np.array([80, 60])}
+    lines = run_analysis.convergence_warnings(128, [3, 7], host, 1e-4)
+    assert len(lines) == 2 and "seed 3: " in lines[0] and "low-sample policy_loss 1 of 2" in lines[0]
+    assert "0.1 after 80 HVPs" in lines[0] and "low-sample" not in lines[1]
 
 
 def assert_same_datasets(a, b):

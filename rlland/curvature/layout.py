@@ -70,7 +70,7 @@ FILE_NAME = "subspaces.h5"
 BASES_LAYOUT = "subspaces_bases"
 BASES_DIR = "subspaces_bases"
 # config keys that choose what is analysed or drawn, not what a snapshot's numbers are: left out of `settings`
-SELECTION_KEYS = ("steps", "overlap_steps", "figures", "figure_ks")
+SELECTION_KEYS = ("steps", "overlap_steps", "figures", "figure_ks", "run_dir")
 # per-snapshot fields of `rlland.curvature.snapshot_subspaces` stored as [S, T, ...] datasets, and their names
 STEP_FIELDS = {"eigenvalues": "eigenvalues", "residuals": "eigenvalue_residuals",
                "converged": "eigenvalue_converged", "num_matvecs": "num_matvecs", "loss": "loss",

@@ -138,11 +138,14 @@ def convergence_warnings(step: int, seeds, host: dict, tol: float) -> list[str]:
     for i, seed in enumerate(seeds):
         parts = []
         for loss, o in host.items():
-            if "converged" in o and not np.all(o["converged"][i]):
+            for prefix, label in (("", loss), ("low_sample_", f"low-sample {loss}")):
+                if f"{prefix}converged" not in o or np.all(o[f"{prefix}converged"][i]):
+                    continue
+                converged, residuals = o[f"{prefix}converged"][i], o[f"{prefix}residuals"][i]
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    relative = np.max(o["residuals"][i]) / np.max(np.abs(o["eigenvalues"][i]))
-                parts.append(f"{loss} {int(np.sum(~o['converged'][i]))} of {o['converged'].shape[-1]} (max "
-                             f"residual / max|lambda| {relative:.2g} after {int(o['num_matvecs'][i])} HVPs)")
+                    relative = np.max(residuals) / np.max(np.abs(o[f"{prefix}eigenvalues"][i]))
+                parts.append(f"{label} {int(np.sum(~converged))} of {converged.shape[-1]} (max residual / "
+                             f"max|lambda| {relative:.2g} after {int(o[f'{prefix}num_matvecs'][i])} HVPs)")
         if parts:
             lines.append(f"warning: step {step} seed {seed}: Hessian eigenpairs not converged to tol {tol:g}: "
                          + "; ".join(parts) + " (raise config.max_matvecs or num_iters; eigenvalue_converged in the "

@@ -90,6 +90,23 @@ def test_fixed_start_and_random_start_on_brax():
     assert (fixed.observation_size, fixed.action_size) == (11, 3)
 
 
+def test_brax_metrics_of_the_step_taken_even_when_it_resets():
+    """``Step.metrics`` are Brax's ``state.metrics`` of the stepped state (its reward terms), not of the fresh start
+    that replaces it when the episode ends; probe tasks have none."""
+    from brax import envs as brax_envs
+    env = envs.make("hopper", episode_length=1)  # every step truncates and resets
+    brax = brax_envs.get_environment("hopper", backend="spring")
+    state, action = env.reset(jax.random.PRNGKey(1)), jnp.full((3,), 0.5)
+    new, out = jax.jit(env.step)(state, action, jax.random.PRNGKey(2))
+    expected = jax.jit(brax.step)(state.inner, action).metrics
+    assert out.truncated and set(out.metrics) == set(expected) >= {"reward_forward", "reward_ctrl", "reward_healthy"}
+    for k in expected:
+        np.testing.assert_allclose(out.metrics[k], expected[k], rtol=1e-5, atol=1e-7)
+    assert float(out.metrics["reward_ctrl"]) < 0.0 and float(new.inner.metrics["reward_ctrl"]) == 0.0
+    assert envs.make("probe_constant").step(envs.make("probe_constant").reset(jax.random.PRNGKey(0)), jnp.zeros(1),
+                                             jax.random.PRNGKey(1))[1].metrics == {}
+
+
 def test_bad_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="valid names: .*hopper.*probe_constant"):
         envs.make("hoper")

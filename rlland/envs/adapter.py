@@ -12,7 +12,10 @@ terminated)``. `Env` adds what RL correctness needs and Brax's own wrappers get 
   `rlland.seed_axis.seed_cond` over the env and seed vmap axes (``ENV_AXIS``, ``SEED_AXIS``), so a batch whose
   vmaps name them computes start states only on steps where some env ended (unnamed vmaps: every step);
 * ``fixed_start=True`` makes every reset return the same start state (reset noise 0 where the task supports it),
-  the evaluation protocol of the return-landscapes study (reference A.4).
+  the evaluation protocol of the return-landscapes study (reference A.4);
+* a core's per-step diagnostics (Brax's ``state.metrics``: reward terms such as ``reward_forward``,
+  ``reward_ctrl``, ``reward_healthy``, and positions/velocities) come back as ``Step.metrics`` (a dict of scalars,
+  those of the step taken, before any reset; empty for a core without an optional ``metrics(inner)`` method).
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ class Core(Protocol):
 
     def step(self, inner: Any, action: jax.Array) -> tuple[Any, jax.Array, jax.Array, jax.Array]: ...
 
+    # optional: ``metrics(inner) -> dict[str, scalar]``, the step's diagnostics (see Step.metrics)
+
 
 class EnvState(struct.PyTreeNode):
     inner: Any  # the core's own state (a brax State for Brax tasks)
@@ -50,6 +55,7 @@ class Step(NamedTuple):
     truncated: jax.Array  # bool: time limit hit without termination (bootstrap from final_obs)
     final_obs: jax.Array
     episode_return: jax.Array  # return of the episode that ended on this step (0 where none did)
+    metrics: dict = {}  # the core's per-step diagnostics (Brax's state.metrics), of the step taken
 
 
 class Env:
@@ -88,6 +94,7 @@ class Env:
             raise ValueError(f"{self.name}: expected an action of shape ({self.action_size},) for one env "
                              f"(vmap for batches), got {action.shape}")
         inner, obs, reward, terminated = self.core.step(state.inner, jnp.clip(action, -1.0, 1.0))
+        metrics = dict(self.core.metrics(inner)) if hasattr(self.core, "metrics") else {}
         reward = jnp.asarray(reward, jnp.float32)
         terminated = jnp.asarray(terminated).astype(bool)
         time = state.time + 1
@@ -99,4 +106,5 @@ class Env:
             next_state = seed_cond(done, lambda s: self.reset(key), lambda s: s, next_state,
                                    axis_name=(ENV_AXIS, SEED_AXIS))
         return next_state, Step(obs=next_state.obs, reward=reward, terminated=terminated, truncated=truncated,
-                                final_obs=obs, episode_return=jnp.where(done, episode_return, 0.0))
+                                final_obs=obs, episode_return=jnp.where(done, episode_return, 0.0),
+                                metrics=metrics)

@@ -37,3 +37,7 @@ class BraxCore:
     def step(self, inner, action):
         state = self.env.step(inner, action)
         return state, state.obs, state.reward, state.done
+
+    def metrics(self, inner) -> dict:
+        """Brax's ``state.metrics`` of a state (reward terms, positions, velocities; empty for some tasks)."""
+        return dict(inner.metrics)

@@ -142,3 +142,168 @@ def test_bad_input_is_refused_clearly():
         agents.make("ppo", env, {"num_envs": 3, "unroll_length": 3, "num_minibatches": 2})
     with pytest.raises(ValueError, match="gamma must lie in"):
         agents.make("ppo", env, {"gamma": 1.5})
+
+
+# -- configurable where the peers are: initialiser scales, learning-rate schedules, reward transform ----------
+def _singular_values(kernel):
+    return np.linalg.svd(np.asarray(kernel), compute_uv=False)
+
+
+@pytest.mark.parametrize("algo,actor_out,critic_out", [("td3", 2.0 ** 0.5, 2.0 ** 0.5), ("sac", 2.0 ** 0.5, 2.0 ** 0.5),
+                                                       ("ppo", 0.01, 1.0)])
+def test_initialiser_scales_from_the_config(algo, actor_out, critic_out):
+    """Defaults are the study's (bitwise the networks' own defaults); set scales give orthogonal kernels of that gain
+    (all singular values equal to the scale, as orthogonal(scale) = scale * Q)."""
+    from rlland import networks
+    env = envs.make("probe_observation")
+    base = PPO if algo == "ppo" else OFF_POLICY
+    default = agents.make(algo, env, base)
+    c = default.config
+    assert (c.hidden_init_scale, c.actor_output_scale, c.critic_output_scale) == (2.0 ** 0.5, actor_out, critic_out)
+    own = {"td3": networks.DeterministicActor(1, (32, 32)), "sac": networks.TanhGaussianActor(1, (32, 32)),
+           "ppo": networks.GaussianActor(1, (32, 32))}[algo]
+    key = jax.random.PRNGKey(3)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(default.actor.init(key, jnp.zeros((1, 1)))),
+                                                    jax.tree.leaves(own.init(key, jnp.zeros((1, 1))))))
+    agent = agents.make(algo, env, base | dict(hidden_init_scale=0.5, actor_output_scale=0.02, critic_output_scale=3.0))
+    params = agent.init(jax.random.PRNGKey(0)).params
+    for w, _ in agent.actor_layers(params)[1:]:  # square hidden kernels: every singular value is the scale
+        np.testing.assert_allclose(_singular_values(w), 0.5, rtol=1e-5)
+    actor = params["actor"]["params"]
+    head = actor["_Head_0"]["Dense_0"] if "_Head_0" in actor else actor["Dense_0"]  # SAC: mean head Dense_0
+    np.testing.assert_allclose(_singular_values(head["kernel"]), 0.02, rtol=1e-5)
+    critic = params["critic"]["params"]["_Head_0"]["Dense_0"]["kernel"]
+    np.testing.assert_allclose(_singular_values(critic), 3.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="hidden_init_scale must be > 0"):
+        agents.make(algo, env, {"hidden_init_scale": 0.0})
+    with pytest.raises(ValueError, match="actor_output_scale must be a finite number >= 0"):
+        agents.make(algo, env, {"actor_output_scale": -1.0})
+
+
+def test_learning_rate_at():
+    from rlland.agents.base import learning_rate_at
+    lr = jnp.float32(2e-3)
+    assert learning_rate_at(lr, jnp.int32(50), "constant", 100) is lr
+    got = [float(learning_rate_at(lr, jnp.int32(t), "linear", 100)) for t in (0, 25, 100, 150)]
+    np.testing.assert_allclose(got, [2e-3, 1.5e-3, 0.0, 0.0], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac", "ppo"])
+def test_linear_learning_rate_schedule(algo):
+    """lr_t = lr * (1 - t / T) at the iteration's env steps t (PPO: before its rollout); at t >= T the networks stop
+    changing, bitwise (Adam's step is multiplied by 0)."""
+    env = envs.make("probe_observation")
+    per_iter = PPO["num_envs"] * PPO["unroll_length"] if algo == "ppo" else 1
+    horizon = 4 * per_iter if algo == "ppo" else 96  # PPO: 4 iterations; off-policy: 32 updates after warm-up
+    base = PPO if algo == "ppo" else OFF_POLICY
+    agent = agents.make(algo, env, base | dict(lr_schedule="linear", lr_schedule_steps=horizon))
+    run = jax.jit(lambda s, n: jax.lax.scan(lambda s, _: agent.step(s), s, None, n), static_argnums=1)
+    state, metrics = run(agent.init(jax.random.PRNGKey(0)), horizon // per_iter)
+    t = np.arange(horizon // per_iter) * per_iter + (0 if algo == "ppo" else 1)  # env steps at the update
+    np.testing.assert_allclose(metrics["learning_rate"], base["learning_rate"] * (1 - t / horizon), rtol=1e-5,
+                               atol=1e-9)
+    later, metrics = run(state, 3)
+    np.testing.assert_array_equal(metrics["learning_rate"], 0.0)
+    for part in ("actor", "critic"):
+        assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params[part]),
+                                                        jax.tree.leaves(later.params[part])))
+    assert "learning_rate" not in trained(algo, "probe_constant", 2)[2]  # constant: no extra metric
+    with pytest.raises(ValueError, match="needs lr_schedule_steps"):
+        agents.make(algo, env, {"lr_schedule": "linear"})
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, linear"):
+        agents.make(algo, env, {"lr_schedule": "cosine"})
+
+
+def _terminal_transition(reward):
+    return Transition(obs=jnp.zeros((1, 1)), action=jnp.zeros((1, 1)), reward=jnp.array([reward]),
+                      next_obs=jnp.ones((1, 1)), terminated=jnp.ones(1))
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_reward_scaling_scales_the_critic_target(algo):
+    env = envs.make("probe_constant")
+    agent = agents.make(algo, env, OFF_POLICY | dict(reward_scaling=3.0))
+    params = agent.init(jax.random.PRNGKey(0)).params
+    q = agent.critic.apply(params["critic"], jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    loss, _ = agent.critic_loss(params, _terminal_transition(2.0), jax.random.PRNGKey(1), agent.hparams())
+    np.testing.assert_allclose(loss, ((q - 6.0) ** 2).sum(), rtol=1e-5)  # y = reward_scaling * r at a termination
+    loss, _ = agent.critic_loss(params, _terminal_transition(2.0), jax.random.PRNGKey(1),
+                                agent.hparams(reward_scaling=0.5))  # traced: a sweep is a vmap
+    np.testing.assert_allclose(loss, ((q - 1.0) ** 2).sum(), rtol=1e-5)
+    with pytest.raises(ValueError, match="reward_scaling must be > 0"):
+        agents.make(algo, env, {"reward_scaling": 0.0})
+
+
+def test_ppo_reward_scaling_scales_the_return_targets():
+    # probe_constant: one-step episodes with reward 1, so the return target is reward_scaling * 1 exactly
+    env = envs.make("probe_constant")
+    agent = agents.make("ppo", env, PPO | dict(reward_scaling=4.0))
+    state = agent.init(jax.random.PRNGKey(0))
+    _, traj, _ = agent.rollout(state.params, state.env_state, jax.random.PRNGKey(1))
+    batch = agent.make_batch(state.params, traj, state.hparams)
+    np.testing.assert_allclose(batch.target, 4.0, rtol=1e-6)
+
+
+def _naive_return_variance(rewards, dones, gamma):
+    """Every env's discounted return R_t = gamma R_{t-1} + r_t (zeroed after done), population variance of all."""
+    acc, seen = np.zeros(rewards.shape[1]), []
+    for r, d in zip(rewards, dones):
+        acc = gamma * acc + r
+        seen.append(acc.copy())
+        acc = np.where(d, 0.0, acc)
+    return np.var(np.concatenate(seen)), acc
+
+
+def test_return_normalizer_matches_a_naive_computation():
+    from rlland.agents.rewards import ReturnNormalizer
+    rng = np.random.default_rng(0)
+    rewards, dones = rng.normal(1.0, 2.0, (40, 5)).astype(np.float32), rng.random((40, 5)) < 0.1
+    var, acc = _naive_return_variance(rewards, dones, 0.9)
+    norm = ReturnNormalizer.create(5)
+    rollout = norm.update_rollout(jnp.asarray(rewards), jnp.asarray(dones), 0.9)
+    stepwise = norm
+    for r, d in zip(rewards, dones):
+        stepwise = stepwise.update(jnp.asarray(r), jnp.asarray(d), 0.9)
+    for n in (rollout, stepwise):
+        np.testing.assert_allclose(n.stats.var[0], var, rtol=1e-4)
+        np.testing.assert_allclose(n.returns, acc, rtol=1e-5)
+    x = jnp.array([0.5, -3.0, 1e6])
+    np.testing.assert_allclose(rollout.normalize(x), np.clip(np.asarray(x) / np.sqrt(var + 1e-8), -10, 10),
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("algo", ["td3", "ppo"])
+def test_reward_normalisation_tracks_the_discounted_returns_in_the_state(algo):
+    """probe_time_limit: reward 1 each step, episodes of 3 steps, so R cycles 1, 1 + g, 1 + g + g^2 in every env."""
+    env = envs.make("probe_time_limit", episode_length=3)
+    base = PPO if algo == "ppo" else OFF_POLICY | dict(num_envs=2)
+    agent = agents.make(algo, env, base | dict(normalize_rewards=True, reward_scaling=2.0))
+    state = agent.init(jax.random.PRNGKey(0))
+    state, _ = jax.jit(lambda s: jax.lax.scan(lambda s, _: agent.step(s), s, None, 5))(state)
+    steps = 5 * (PPO["unroll_length"] if algo == "ppo" else 1)
+    var, acc = _naive_return_variance(np.ones((steps, agent.config.num_envs)),
+                                      (np.arange(steps) % 3 == 2)[:, None].repeat(agent.config.num_envs, 1), GAMMA)
+    np.testing.assert_allclose(state.params["reward_norm"].stats.var[0], var, rtol=1e-5)
+    np.testing.assert_allclose(state.params["reward_norm"].returns, acc)
+    r = agent.reward(state.params, jnp.ones(3), agent.hparams())
+    np.testing.assert_allclose(r, 2.0 / np.sqrt(var + 1e-8), rtol=1e-5)
+    assert "reward_norm" not in agents.make(algo, env, base).init(jax.random.PRNGKey(0)).params  # off by default
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_brax_metrics_reach_the_step_metrics(algo):
+    """Brax's per-reward-term ``state.metrics`` come out of a step as ``env/<term>``, the mean over the envs (and
+    PPO's unroll), one scalar per iteration; tasks without them add nothing."""
+    env = envs.make("hopper", episode_length=10)
+    cfg = (dict(PPO, hidden_sizes=(8,), num_envs=4, unroll_length=4) if algo == "ppo"
+           else dict(OFF_POLICY, hidden_sizes=(8,), warmup_steps=4, batch_size=4, buffer_capacity=64, num_envs=2))
+    agent = agents.make(algo, env, cfg)
+    run = jax.jit(lambda s: jax.lax.scan(lambda s, _: agent.step(s), s, None, 3))
+    _, metrics = run(agent.init(jax.random.PRNGKey(0)))
+    terms = {"reward_forward", "reward_ctrl", "reward_healthy", "x_position", "x_velocity"}
+    assert {f"env/{k}" for k in terms} <= set(metrics)
+    assert all(metrics[f"env/{k}"].shape == (3,) and np.all(np.isfinite(metrics[f"env/{k}"])) for k in terms)
+    healthy = metrics["env/reward_healthy"]  # hopper: 1 per step while healthy, 0 on the step that falls
+    assert np.all((healthy >= 0.0) & (healthy <= 1.0)) and healthy.max() == 1.0
+    assert not np.all(metrics["env/reward_ctrl"] == 0.0)
+    assert not any(k.startswith("env/") for k in trained(algo, "probe_constant", 2)[2])

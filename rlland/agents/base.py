@@ -1,8 +1,30 @@
-"""What every agent shares: static vs traced configuration, validation, the optimiser, Polyak averaging.
+"""What every agent shares: static vs traced configuration, validation, the optimiser, Polyak averaging, the
+learning-rate schedule and the reward transform.
 
 An agent is built from an ml_collections config. Keys listed in ``HPARAMS`` are scalar hyperparameters: they are
 copied into ``state.hparams`` as float32 arrays, so ``jax.vmap(agent.init)(keys, hparams)`` sweeps them without a
 recompile. Every other key is static (sets a shape or a loop count) and is closed over when the agent is built.
+
+Settings every agent has (peers' names in brackets):
+
+* initialiser scales (static): ``hidden_init_scale``, ``actor_output_scale``, ``critic_output_scale``, the gains of
+  the orthogonal initialisers of the hidden layers and of the two networks' output layers (`rlland.networks`).
+* learning-rate schedule: ``lr_schedule`` (static, "constant" or "linear") over ``lr_schedule_steps`` env steps
+  (static); the traced ``learning_rate`` is the initial value. "linear" (cleanrl's PPO ``anneal_lr``, SB3's
+  ``linear_schedule``) uses ``lr_t = learning_rate * max(0, 1 - t / lr_schedule_steps)`` with t the seed's env steps
+  when the iteration starts (PPO: before its rollout, so cleanrl's ``frac = 1 - (update - 1) / num_updates``
+  exactly when ``lr_schedule_steps`` is the run's total; TD3/SAC: after the iteration's env steps, SB3's
+  ``progress_remaining``), for every optimiser of the agent (SAC's temperature included, as in SB3).
+  `Agent.hparams_at` gives the hyperparameters in force at a step; the losses and single update steps take
+  whatever ``hp`` they are given (the analyses pass ``state.hparams``, i.e. the initial learning rate).
+* reward transform (`Agent.reward`): ``r' = reward_scaling * r`` (traced ``reward_scaling``, Brax's
+  ``reward_scaling``), after ``r / sqrt(var(R) + 1e-8)`` clipped to [-10, 10] when ``normalize_rewards`` (static;
+  SB3 ``VecNormalize(norm_reward=True)``, purejaxrl ``NormalizeVecReward``): var(R) is the running variance of
+  every env's discounted return ``R_t = gamma * R_{t-1} + r_t`` (reset to 0 after an episode ends), kept in
+  ``params["reward_norm"]`` (`rlland.agents.rewards.ReturnNormalizer`). Replay buffers and logged episode returns
+  hold raw rewards; the transform is applied where rewards enter a loss (TD3/SAC critic targets, with the
+  statistics current at the update as SB3's off-policy sampling does; PPO's GAE, after the rollout's returns
+  entered the statistics).
 """
 from __future__ import annotations
 
@@ -18,6 +40,18 @@ from rlland.envs import Env
 
 Params = Any
 HParams = dict[str, jax.Array]
+LR_SCHEDULES = ("constant", "linear")
+
+
+def learning_rate_at(learning_rate: jax.Array, env_steps: jax.Array, schedule: str, steps: int) -> jax.Array:
+    """The scheduled learning rate after ``env_steps`` env steps: ``learning_rate`` ("constant") or
+    ``learning_rate * max(0, 1 - env_steps / steps)`` ("linear"; optax's ``linear_schedule`` to 0 over
+    ``steps``). See the module docstring for the sources."""
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "linear":
+        return optax.linear_schedule(learning_rate, 0.0, steps)(env_steps)
+    raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {schedule!r}")
 
 
 def polyak(target: Params, online: Params, tau: jax.Array) -> Params:
@@ -69,6 +103,20 @@ class Agent:
         for k in ("hidden_sizes",):
             if k in c and (len(c[k]) == 0 or min(c[k]) < 1):
                 raise ValueError(f"{self.name}: config.{k} must be a non-empty list of positive widths, got {c[k]}")
+        if not c.hidden_init_scale > 0:
+            raise ValueError(f"{self.name}: config.hidden_init_scale must be > 0, got {c.hidden_init_scale}")
+        for k in ("actor_output_scale", "critic_output_scale"):
+            if not (np.isfinite(c[k]) and c[k] >= 0):
+                raise ValueError(f"{self.name}: config.{k} must be a finite number >= 0, got {c[k]}")
+        if c.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"{self.name}: config.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                             f"{c.lr_schedule!r}")
+        if c.lr_schedule != "constant" and (int(c.lr_schedule_steps) != c.lr_schedule_steps
+                                            or c.lr_schedule_steps < 1):
+            raise ValueError(f"{self.name}: config.lr_schedule={c.lr_schedule!r} needs lr_schedule_steps, a positive "
+                             f"int of env steps (e.g. the run's total_steps), got {c.lr_schedule_steps}")
+        if not c.reward_scaling > 0:
+            raise ValueError(f"{self.name}: config.reward_scaling must be > 0, got {c.reward_scaling}")
 
     def hparams(self, **overrides) -> HParams:
         """The traced hyperparameters from the config (as float32 scalars), with optional overrides."""
@@ -83,6 +131,26 @@ class Agent:
 
     def _resolve_hparams(self, hparams: HParams | None) -> HParams:
         return self.hparams() if hparams is None else {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+
+    def hparams_at(self, hp: HParams, env_steps: jax.Array) -> HParams:
+        """``hp`` with the learning rate the schedule gives after ``env_steps`` env steps (``hp`` itself, the same
+        object, for ``lr_schedule="constant"``)."""
+        c = self.config
+        if c.lr_schedule == "constant":
+            return hp
+        return hp | {"learning_rate": learning_rate_at(hp["learning_rate"], env_steps, c.lr_schedule,
+                                                       int(c.lr_schedule_steps))}
+
+    def schedule_metrics(self, hp: HParams) -> dict:
+        """``{"learning_rate": ...}`` when the learning rate is scheduled (logged per chunk), else nothing."""
+        return {} if self.config.lr_schedule == "constant" else {"learning_rate": hp["learning_rate"]}
+
+    def reward(self, params: Params, reward: jax.Array, hp: HParams) -> jax.Array:
+        """The reward a loss sees: ``reward_scaling * r``, normalised first when ``normalize_rewards`` (module
+        docstring)."""
+        if self.config.normalize_rewards:
+            reward = params["reward_norm"].normalize(reward)
+        return hp["reward_scaling"] * reward
 
     # -- the agent contract (rlland.types.AgentLike): what analyses call -----------------------------------
     def normalize(self, params: Params, obs: jax.Array) -> jax.Array:

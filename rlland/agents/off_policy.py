@@ -7,6 +7,9 @@ matches the study's loop (reference A.1: random actions for steps 1..10000, upda
 warm-up gate is a `seed_cond`: under the driver's named seed vmap, warm-up iterations skip the updates instead
 of computing and discarding them.
 
+Brax's per-step ``state.metrics`` (reward terms, positions; `rlland.envs.Step.metrics`) join the step's metrics as
+``env/<name>``, the mean over the ``num_envs`` envs (the driver then averages a chunk's iterations).
+
 Representation diagnostics (config ``log_every`` > 0, default 0 = off; reference ``representation-regions-qd.md``
 A.2-A.3; :mod:`rlland.representation.diagnostics`): on iterations ``i % log_every == 0`` (i = iterations done
 before this one, so the first logs) the step's metrics get, after the iteration's updates, on a fresh replay
@@ -30,6 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rlland.agents.base import Agent, HParams
+from rlland.agents.rewards import ReturnNormalizer
 from rlland.buffers import ReplayBuffer, Transition, check_fits, memory_bytes
 from rlland.envs import EnvState
 from rlland.normalization import RunningStats
@@ -94,6 +98,8 @@ class OffPolicyAgent(Agent):
         check_fits(self.buffer_bytes(), f"{self.name} replay buffer")
         k_params, k_env, k_next = jax.random.split(key, 3)
         params = self.init_params(k_params, hp) | {"obs_norm": RunningStats.create(self.env.observation_size)}
+        if self.config.normalize_rewards:
+            params["reward_norm"] = ReturnNormalizer.create(self.config.num_envs)
         env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, self.config.num_envs))
         return OffPolicyState(params=params, opt_state=self.init_opt_state(params, hp),
                               buffer=ReplayBuffer.empty(self.config.buffer_capacity, self.example_transition()),
@@ -112,10 +118,13 @@ class OffPolicyAgent(Agent):
         buffer = state.buffer.add(Transition(obs=obs, action=action, reward=out.reward, next_obs=out.final_obs,
                                              terminated=out.terminated.astype(jnp.float32)))
         params = state.params
+        done = out.terminated | out.truncated
         if c.normalize_observations:
             params = params | {"obs_norm": params["obs_norm"].update(obs)}
-        done = out.terminated | out.truncated
+        if c.normalize_rewards:
+            params = params | {"reward_norm": params["reward_norm"].update(out.reward, done, hp["gamma"])}
         episodes = {"episode_return_sum": out.episode_return.sum(), "episodes": done.sum().astype(jnp.float32)}
+        episodes |= {f"env/{k}": v.mean() for k, v in out.metrics.items()}  # Brax's state.metrics, env mean
         return state.replace(params=params, buffer=buffer, env_state=env_state, key=key,
                              env_steps=state.env_steps + c.num_envs), episodes
 
@@ -123,12 +132,13 @@ class OffPolicyAgent(Agent):
         """``updates_per_step`` updates, each on its own minibatch (skipped while warming up)."""
         c = self.config
         key, k_updates = jax.random.split(state.key)
+        hp = self.hparams_at(state.hparams, state.env_steps)  # the scheduled learning rate (base.py)
 
         def one(carry, k):
             params, opt_state, n = carry
             k_batch, k_update = jax.random.split(k)
             batch = state.buffer.sample(k_batch, c.batch_size)
-            params, opt_state, metrics = self.update(params, opt_state, batch, k_update, state.hparams, n)
+            params, opt_state, metrics = self.update(params, opt_state, batch, k_update, hp, n)
             return (params, opt_state, n + 1), metrics
 
         def run(s):
@@ -138,6 +148,7 @@ class OffPolicyAgent(Agent):
 
         skip = lambda s: ((s.params, s.opt_state, s.updates), self.zero_metrics())
         (params, opt_state, n), metrics = seed_cond(state.env_steps > c.warmup_steps, run, skip, state)
+        metrics = metrics | self.schedule_metrics(hp)
         return state.replace(params=params, opt_state=opt_state, updates=n, key=key), metrics
 
     def step(self, state: OffPolicyState) -> tuple[OffPolicyState, dict]:

@@ -7,9 +7,10 @@ One `step` = a rollout of ``unroll_length`` steps in each of ``num_envs`` envs, 
     A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}         done = terminated or truncated
     L       = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)) - ent_coef * H + vf_coef * 0.5 * mean((V - R)^2)
 
-with r = pi(a|s) / pi_old(a|s), A normalised per minibatch ((A - mean) / (std + 1e-8)), R = A + V_old, Adam
-(eps 1e-5) after global-norm clipping. The Gaussian policy has a state-independent log-std; the unclipped action
-is stored and the env clips it to [-1, 1].
+with r_t the agent's reward transform of the env reward (``reward_scaling``, optional ``normalize_rewards``;
+`rlland.agents.base`), r = pi(a|s) / pi_old(a|s), A normalised per minibatch ((A - mean) / (std + 1e-8)),
+R = A + V_old, Adam (eps 1e-5) after global-norm clipping. The Gaussian policy has a state-independent log-std;
+the unclipped action is stored and the env clips it to [-1, 1].
 
 Where the study differs: its GAE (cleanrl's) treats a time limit as a termination and bootstraps nothing at
 truncation; here a truncated step bootstraps from V(s'_t) of its true final observation. Seeds are vmapped
@@ -63,6 +64,7 @@ from flax import struct
 
 from rlland import networks
 from rlland.agents.base import Agent, HParams, adam, apply_grads
+from rlland.agents.rewards import ReturnNormalizer
 from rlland.envs import EnvState
 from rlland.normalization import RunningStats
 from rlland.representation import diagnostics
@@ -81,6 +83,10 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         hidden_sizes=(64, 64), activation="tanh", num_envs=2048, unroll_length=16, num_minibatches=2, epochs=4,
         normalize_observations=False, adam_eps=1e-5,
+        # orthogonal initialiser scales (networks.py): cleanrl's sqrt(2) hidden, 0.01 policy head, 1.0 value head
+        hidden_init_scale=2.0 ** 0.5, actor_output_scale=0.01, critic_output_scale=1.0,
+        # learning-rate schedule over env steps and reward transform (agents/base.py)
+        lr_schedule="constant", lr_schedule_steps=0, normalize_rewards=False, reward_scaling=1.0,
         learning_rate=2.6e-3, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0, vf_coef=2.0,
         max_grad_norm=1.0,
         # PFO (reference A.6): static variant "auto" | "off" | "last" | "all"; traced coefficients (0 = off)
@@ -144,7 +150,7 @@ class PPO(Agent):
     name = "ppo"
     is_off_policy = False
     HPARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm",
-               "pfo_coef", "pfo_critic_coef")
+               "pfo_coef", "pfo_critic_coef", "reward_scaling")
     POSITIVE = ("learning_rate", "num_envs", "unroll_length", "num_minibatches", "epochs", "max_grad_norm",
                 "adam_eps")
     UNIT = ("gamma", "gae_lambda")
@@ -155,8 +161,10 @@ class PPO(Agent):
         if (c.num_envs * c.unroll_length) % c.num_minibatches:
             raise ValueError(f"ppo: num_envs * unroll_length ({c.num_envs * c.unroll_length}) must be divisible "
                              f"by num_minibatches ({c.num_minibatches})")
-        self.actor = networks.GaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation)
-        self.critic = networks.VCritic(tuple(c.hidden_sizes), c.activation)
+        self.actor = networks.GaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation,
+                                            c.hidden_init_scale, c.actor_output_scale)
+        self.critic = networks.VCritic(tuple(c.hidden_sizes), c.activation, c.hidden_init_scale,
+                                       c.critic_output_scale)
         if c.pfo not in PFO_MODES:
             raise ValueError(f"ppo: config.pfo must be one of {PFO_MODES}, got {c.pfo!r}")
         coefs = {"pfo_coef": c.pfo_coef, "pfo_critic_coef": c.pfo_critic_coef}
@@ -198,8 +206,11 @@ class PPO(Agent):
         """Freshly initialised ``{"actor", "critic", "obs_norm"}`` params (what ``init`` uses; the plasticity
         probe's random twin)."""
         obs = jnp.zeros((1, self.env.observation_size))
-        return {"actor": self.actor.init(k_actor, obs), "critic": self.critic.init(k_critic, obs),
-                "obs_norm": RunningStats.create(self.env.observation_size)}
+        params = {"actor": self.actor.init(k_actor, obs), "critic": self.critic.init(k_critic, obs),
+                  "obs_norm": RunningStats.create(self.env.observation_size)}
+        if self.config.normalize_rewards:
+            params["reward_norm"] = ReturnNormalizer.create(self.config.num_envs)
+        return params
 
     def init(self, key, hparams=None) -> PPOState:
         hp = self._resolve_hparams(hparams)
@@ -253,15 +264,21 @@ class PPO(Agent):
                 features = {"actor": self.pfo_phi(actor_feats), "critic": self.pfo_phi(critic_feats)}
             env_state, out = jax.vmap(self.env.step, axis_name=ENV_AXIS)(env_state, action, jax.random.split(k_env, c.num_envs))
             done = out.terminated | out.truncated
+            env_metrics = {f"env/{k}": v.mean() for k, v in out.metrics.items()}  # Brax's state.metrics, env mean
             return env_state, (Trajectory(obs, action, logp, value, out.reward,
                                           out.terminated.astype(jnp.float32), out.truncated.astype(jnp.float32),
-                                          out.final_obs, features), (out.episode_return.sum(), done.sum()))
+                                          out.final_obs, features), (out.episode_return.sum(), done.sum(),
+                                                                     env_metrics))
 
-        env_state, (traj, (ret, n)) = jax.lax.scan(one, env_state, jax.random.split(key, c.unroll_length))
-        return env_state, traj, {"episode_return_sum": ret.sum(), "episodes": n.sum().astype(jnp.float32)}
+        env_state, (traj, (ret, n, env_metrics)) = jax.lax.scan(one, env_state,
+                                                                jax.random.split(key, c.unroll_length))
+        return env_state, traj, {"episode_return_sum": ret.sum(), "episodes": n.sum().astype(jnp.float32),
+                                 **jax.tree.map(jnp.mean, env_metrics)}
 
     def make_batch(self, params, traj: Trajectory, hp: HParams) -> Batch:
-        """GAE on a trajectory, flattened to [unroll_length * num_envs]."""
+        """GAE on a trajectory (its rewards through `reward`: scaling, normalisation), flattened to
+        [unroll_length * num_envs]."""
+        traj = traj._replace(reward=self.reward(params, traj.reward, hp))
         adv, target = gae(traj, self.value(params, traj.final_obs), hp["gamma"], hp["gae_lambda"])
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
         return Batch(flat(traj.obs), flat(traj.action), flat(traj.logp), flat(traj.value), flat(adv), flat(target),
@@ -335,16 +352,22 @@ class PPO(Agent):
 
     def step(self, state: PPOState) -> tuple[PPOState, dict]:
         """One iteration: rollout, GAE, update; the observation statistics are refreshed after the update so
-        the rollout and the update see the same normalisation."""
+        the rollout and the update see the same normalisation. The reward statistics (``normalize_rewards``) take
+        the rollout's returns before GAE; the learning rate is the schedule's at the iteration's start."""
         key, k_roll, k_update = jax.random.split(state.key, 3)
+        hp = self.hparams_at(state.hparams, state.env_steps)
         env_state, traj, episodes = self.rollout(state.params, state.env_state, k_roll)
-        batch = self.make_batch(state.params, traj, state.hparams)
-        params, opt_state, metrics = self.update_epochs(state.params, state.opt_state, batch, k_update,
-                                                        state.hparams)
+        params = state.params
+        if self.config.normalize_rewards:
+            done = jnp.maximum(traj.terminated, traj.truncated) > 0
+            params = params | {"reward_norm": params["reward_norm"].update_rollout(traj.reward, done, hp["gamma"])}
+        batch = self.make_batch(params, traj, hp)
+        params, opt_state, metrics = self.update_epochs(params, state.opt_state, batch, k_update, hp)
+        metrics = metrics | self.schedule_metrics(hp)
         if self.config.log_every:  # a key of its own, derived without touching the training stream
             k_log = jax.random.fold_in(k_update, _LOG_STREAM)
             metrics = metrics | diagnostics.every(state.updates, self.config.log_every, self.representation_metrics,
-                                                  state.params, params, batch, k_log, state.hparams)
+                                                  state.params, params, batch, k_log, hp)
         if self.config.normalize_observations:
             params = params | {"obs_norm": params["obs_norm"].update(traj.obs)}
         steps = self.config.num_envs * self.config.unroll_length

@@ -6,6 +6,7 @@ Critic:  a' ~ pi(.|s'),  y = r + gamma * (1 - terminated) * (min(Q1_t, Q2_t)(s',
 Actor:   a~ = tanh(mu(s) + sigma(s) * eps),  L_pi = mean(alpha * log pi(a~|s) - min(Q1, Q2)(s, a~))
 Alpha:   alpha = exp(log_alpha),  L_alpha = alpha * (H - H_target),  H = -mean(log pi(a~|s)) held constant;
          alpha starts at ``init_temperature`` (1.0) and H_target = ``target_entropy`` (-|A| / 2 when None).
+r is the agent's reward transform (``reward_scaling``, optional ``normalize_rewards``; `rlland.agents.base`).
 Order per update, as in the study: critic, actor (with the updated critic), temperature, Polyak target critic.
 
 Where the study's code differs: each seed samples its own minibatch and its own reparameterisation noise (the
@@ -27,6 +28,10 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         hidden_sizes=(256, 256), activation="relu", num_envs=1, batch_size=256, buffer_capacity=1_000_000,
         warmup_steps=10_000, updates_per_step=1, normalize_observations=False,
+        # orthogonal initialiser scales (networks.py): the study's sqrt(2) on every layer (the log-std head: 1.0)
+        hidden_init_scale=2.0 ** 0.5, actor_output_scale=2.0 ** 0.5, critic_output_scale=2.0 ** 0.5,
+        # learning-rate schedule over env steps and reward transform (agents/base.py)
+        lr_schedule="constant", lr_schedule_steps=0, normalize_rewards=False, reward_scaling=1.0,
         learning_rate=3e-4, gamma=0.99, tau=0.005, init_temperature=1.0,
         target_entropy=ml_collections.FieldReference(None, field_type=float),
         # representation diagnostics (off_policy.py): every log_every iterations (0 = off), log_samples transitions
@@ -40,7 +45,7 @@ def tanh_gaussian(mean, log_std) -> distrax.Distribution:
 
 class SAC(OffPolicyAgent):
     name = "sac"
-    HPARAMS = ("learning_rate", "gamma", "tau", "init_temperature", "target_entropy")
+    HPARAMS = ("learning_rate", "gamma", "tau", "init_temperature", "target_entropy", "reward_scaling")
     POSITIVE = OffPolicyAgent.POSITIVE + ("init_temperature",)
 
     def __init__(self, env, config):
@@ -49,8 +54,10 @@ class SAC(OffPolicyAgent):
             config.target_entropy = -env.action_size / 2.0
         super().__init__(env, config)
         c = config
-        self.actor = networks.TanhGaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation)
-        self.critic = networks.TwinQCritic(tuple(c.hidden_sizes), c.activation)
+        self.actor = networks.TanhGaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation,
+                                                c.hidden_init_scale, c.actor_output_scale)
+        self.critic = networks.TwinQCritic(tuple(c.hidden_sizes), c.activation, c.hidden_init_scale,
+                                           c.critic_output_scale)
 
     def init_params(self, key, hp):
         k_actor, k_critic = jax.random.split(key)
@@ -81,7 +88,8 @@ class SAC(OffPolicyAgent):
         next_obs, obs = self.normalize(params, batch.next_obs), self.normalize(params, batch.obs)
         next_q = self.critic.apply(params["target_critic"], next_obs, next_action).min(-1)
         alpha = jnp.exp(params["log_alpha"])
-        target = batch.reward + hp["gamma"] * (1.0 - batch.terminated) * (next_q - alpha * next_logp)
+        reward = self.reward(params, batch.reward, hp)
+        target = reward + hp["gamma"] * (1.0 - batch.terminated) * (next_q - alpha * next_logp)
         target = jax.lax.stop_gradient(target)
         q = self.critic.apply(params["critic"], obs, batch.action)
         loss = ((q - target[:, None]) ** 2).sum(-1).mean()

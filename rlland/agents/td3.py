@@ -5,7 +5,8 @@ Critic:  a' = clip(mu_t(s') + clip(sigma * N(0, 1), -c, c), -1, 1)
          L_Q = mean((Q1(s, a) - y)^2 + (Q2(s, a) - y)^2)          (no 1/2 factor, as in the study)
 Actor:   L_mu = -mean(min(Q1, Q2)(s, mu(s)))                      (``actor_q="min"``, the study's choice; "q1"
                                                                    gives the original TD3's Q1-only loss)
-Every ``policy_delay``-th update also updates the actor (with the just-updated critic) and both targets by
+r is the agent's reward transform (``reward_scaling``, optional ``normalize_rewards``; `rlland.agents.base`; the
+identity by default). Every ``policy_delay``-th update also updates the actor (with the just-updated critic) and both targets by
 Polyak averaging; the first update of a run does not (the study's learner counts from 1).
 
 Correct-by-construction choices where the study's code differs (QUIRKs in the reference):
@@ -41,6 +42,10 @@ def default_config() -> ml_collections.ConfigDict:
         # static: shapes and loop counts
         hidden_sizes=(256, 256), activation="relu", num_envs=1, batch_size=256, buffer_capacity=1_000_000,
         warmup_steps=10_000, updates_per_step=1, policy_delay=2, actor_q="min", normalize_observations=False,
+        # orthogonal initialiser scales (networks.py): the study's sqrt(2) on every layer, output layers included
+        hidden_init_scale=2.0 ** 0.5, actor_output_scale=2.0 ** 0.5, critic_output_scale=2.0 ** 0.5,
+        # learning-rate schedule over env steps and reward transform (agents/base.py)
+        lr_schedule="constant", lr_schedule_steps=0, normalize_rewards=False, reward_scaling=1.0,
         # traced hyperparameters
         learning_rate=3e-4, gamma=0.99, tau=0.005, policy_noise=0.2, noise_clip=0.5, exploration_noise=0.1,
         # representation diagnostics (off_policy.py): every log_every iterations (0 = off), log_samples transitions
@@ -49,7 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def make_td3_losses(actor_apply: Callable, critic_apply: Callable, actor_q: str = "min",
-                    normalize: Callable | None = None) -> tuple[LossFn, LossFn]:
+                    normalize: Callable | None = None, reward: Callable | None = None) -> tuple[LossFn, LossFn]:
     """``(critic_loss, actor_loss)``, pure functions ``(params, batch, key, hp) -> (loss, metrics)`` (module
     docstring formulas).
 
@@ -58,9 +63,12 @@ def make_td3_losses(actor_apply: Callable, critic_apply: Callable, actor_q: str 
     ``hp`` the traced ``gamma``, ``policy_noise``, ``noise_clip`` (the critic loss; the actor loss reads none;
     ``key`` is the target-smoothing noise key, unused by the actor loss). ``actor_q``: "min" (the study) or
     "q1" (Fujimoto's TD3, PGA-ME). ``normalize(params, obs)``: the network input (identity by default).
+    ``reward(params, r, hp)``: the reward in the target (identity by default; the agent's reward scaling and
+    normalisation, `rlland.agents.base.Agent.reward`).
     """
     require_choice("td3: actor_q", actor_q, ACTOR_Q)
     normalize = normalize or (lambda params, obs: obs)
+    reward = reward or (lambda params, r, hp: r)
 
     def critic_loss(params: Params, batch, key: jax.Array, hp: HParams):
         obs, next_obs = normalize(params, batch.obs), normalize(params, batch.next_obs)
@@ -68,7 +76,8 @@ def make_td3_losses(actor_apply: Callable, critic_apply: Callable, actor_q: str 
                          -hp["noise_clip"], hp["noise_clip"])
         next_action = jnp.clip(actor_apply(params["target_actor"], next_obs) + noise, -1.0, 1.0)
         next_q = critic_apply(params["target_critic"], next_obs, next_action).min(-1)
-        target = jax.lax.stop_gradient(batch.reward + hp["gamma"] * (1.0 - batch.terminated) * next_q)
+        r = reward(params, batch.reward, hp)
+        target = jax.lax.stop_gradient(r + hp["gamma"] * (1.0 - batch.terminated) * next_q)
         q = critic_apply(params["critic"], obs, batch.action)
         loss = ((q - target[:, None]) ** 2).sum(-1).mean()
         return loss, {"critic_loss": loss, "q_mean": q.mean()}
@@ -92,7 +101,7 @@ def target_update(params: Params, tau: jax.Array) -> Params:
 
 class TD3(OffPolicyAgent):
     name = "td3"
-    HPARAMS = ("learning_rate", "gamma", "tau", "policy_noise", "noise_clip", "exploration_noise")
+    HPARAMS = ("learning_rate", "gamma", "tau", "policy_noise", "noise_clip", "exploration_noise", "reward_scaling")
     POSITIVE = OffPolicyAgent.POSITIVE + ("policy_delay",)
 
     def __init__(self, env, config):
@@ -100,10 +109,12 @@ class TD3(OffPolicyAgent):
         if config.actor_q not in ACTOR_Q:
             raise ValueError(f"td3: config.actor_q must be 'min' or 'q1', got {config.actor_q!r}")
         c = config
-        self.actor = networks.DeterministicActor(env.action_size, tuple(c.hidden_sizes), c.activation)
-        self.critic = networks.TwinQCritic(tuple(c.hidden_sizes), c.activation)
+        self.actor = networks.DeterministicActor(env.action_size, tuple(c.hidden_sizes), c.activation,
+                                                 c.hidden_init_scale, c.actor_output_scale)
+        self.critic = networks.TwinQCritic(tuple(c.hidden_sizes), c.activation, c.hidden_init_scale,
+                                           c.critic_output_scale)
         self._critic_loss, self._actor_loss = make_td3_losses(self.actor.apply, self.critic.apply, c.actor_q,
-                                                              normalize=self.normalize)
+                                                              normalize=self.normalize, reward=self.reward)
 
     def init_params(self, key, hp):
         k_actor, k_critic = jax.random.split(key)

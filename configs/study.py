@@ -221,9 +221,10 @@ QD_ALGOS = ("map_elites", "pga_me", "cma_mega_es", "cma_mega_td3_es", "me_es")
 def dqd(scale: str) -> ml_collections.ConfigDict:
     c = _common("dqd", scale)
     tasks = ("hopper", "walker2d", "halfcheetah", "ant") if scale != "smoke" else ("hopper",)
+    algos = QD_ALGOS if scale != "smoke" else tuple(a for a in QD_ALGOS if a != "cma_mega_es")
     runs_ = {}
     for task in tasks:
-        for algo in QD_ALGOS:
+        for algo in algos:
             if scale == "paper":  # C.2-C.3: 1M evaluations, 5 seeds, the study's archives and emitters
                 q = configs.load("qd", f"{algo}/{task}")
             else:
@@ -237,7 +238,7 @@ def dqd(scale: str) -> ml_collections.ConfigDict:
                     q.pga.update(num_critic_training_steps=4, num_pg_training_steps=2, replay_buffer_size=1024,
                                  transitions_batch_size=16, critic_hidden_sizes=(8, 8))
                     q.cma_mega.update(num_critic_training_steps=4, pg_batch_size=64)
-                    q.robustness.num_episodes = 2
+                    q.robustness.update(num_episodes=0, every_chunk=False)  # no re-evaluation kernels
             q.progress = False
             q.wandb.mode = "disabled" if scale == "smoke" else "offline"
             runs_[f"{algo}__{task}"] = q
@@ -246,7 +247,8 @@ def dqd(scale: str) -> ml_collections.ConfigDict:
         c.reductions = ("configs/qd.py quick presets: 100-step episodes, 16-16 policies, small archives, 2 seeds, "
                         "2048 evaluations per run (paper 1000 steps, 128-128, 1M evaluations, 5 seeds)",)
     elif scale == "smoke":
-        c.reductions = ("smoke: hopper only, 10-step episodes, 8-8 policies, 4 generations",)
+        c.reductions = ("smoke: hopper only, four of the five algorithms (no CMA-MEGA (ES)), 10-step episodes, 8-8 "
+                        "policies, 4 generations, no robustness re-evaluation",)
     else:
         c.reductions = ("Brax tasks (spring) for the study's PyBullet QDGym; QD score offset is QDax's "
                         "per-task reward offset (configs/qd.py)",)

@@ -24,6 +24,9 @@ as soon as it is done, so a killed run loses at most the step in progress). With
 blocks of about ``num_samples / 10`` (``block_size``), one compiled call each, with a progress bar in samples/s;
 the sample keys do not depend on the blocking (`rlland.landscape.purd.purd_sample_keys`).
 
+``pre_update`` is the snapshot's return under ``c.eval`` WITHOUT the in-rollout perturbations (action, per-step
+parameter and start-state noise), i.e. the unperturbed reference the PURD spreads around.
+
 Refusals (ValueError, naming the snapshot and seed; nothing of that step is written): an off-policy operator on a
 snapshot whose replay buffer is empty (it would sample all-zero transitions), a snapshot whose parameters are not
 finite (a diverged seed), and non-finite post-update or pre-update returns (a non-finite loss makes the updated
@@ -69,15 +72,16 @@ def resolve_run_dir(flag: str | None, c) -> str:
     return run_dir
 
 
-def return_fn(agent, c):
+def return_fn(agent, c, perturbed: bool = True):
     """The evaluation return function of ``c.eval`` (deterministic, fixed start, ... as the study; the in-rollout
-    perturbations ``action_noise``, ``param_noise`` and ``start_noise`` (< 0: off) when the config has them)."""
+    perturbations ``action_noise``, ``param_noise`` and ``start_noise`` (< 0: off) when the config has them and
+    ``perturbed``; without them for the pre-update return, the snapshot's unperturbed return)."""
     e = c.eval
-    start_noise = e.get("start_noise", -1.0)
+    start_noise = e.get("start_noise", -1.0) if perturbed else -1.0
     return purd_lib.policy_returns(agent, deterministic=e.deterministic, gamma=e.gamma, fixed_start=e.fixed_start,
                                    episode_length=e.episode_length or None, num_episodes=e.num_episodes,
-                                   action_noise=float(e.get("action_noise", 0.0)),
-                                   param_noise=float(e.get("param_noise", 0.0)),
+                                   action_noise=float(e.get("action_noise", 0.0)) if perturbed else 0.0,
+                                   param_noise=float(e.get("param_noise", 0.0)) if perturbed else 0.0,
                                    start_noise=None if start_noise < 0 else float(start_noise))
 
 
@@ -180,7 +184,7 @@ def analyse_purd(c, run_dir: str, verbose: bool = True) -> dict:
     steps = [int(s) for s in c.steps] or runs.snapshot_steps(run_dir)
     if not steps:
         raise ValueError(f"{run_dir} has no snapshots")
-    rf, build = return_fn(agent, c), update_builder(c)
+    rf, rf_pre, build = return_fn(agent, c), return_fn(agent, c, perturbed=False), update_builder(c)
     operator = resolved_operator(c, agent)
     if operator in OFF_POLICY_OPERATORS and not agent.is_off_policy:
         raise ValueError(f"operator {operator} needs an off-policy run, {run_dir} is {agent.name}")
@@ -195,7 +199,7 @@ def analyse_purd(c, run_dir: str, verbose: bool = True) -> dict:
     @jax.jit
     @jax.vmap
     def pre_update(snap, key):
-        return rf(snap.params, key).undiscounted, finite(snap.params)
+        return rf_pre(snap.params, key).undiscounted, finite(snap.params)
 
     path, settings = os.path.join(run_dir, "purd.h5"), purd_settings(c)
     sid, config_attrs = settings_id(settings), {k: v for k, v in c.to_dict().items() if k not in ("run_dir",)}

@@ -5,6 +5,8 @@ quickstart (a small PPO run on inverted_pendulum that finishes in a few minutes 
 Defaults are the return-landscapes study's (reference A.1-A.3): TD3/SAC train 1M steps with evaluation every
 10k steps and snapshots at 50k, 150k, ..., 950k; PPO trains 60M steps (2048 envs x 16 steps per iteration) with
 ten snapshots. Override anything on the command line: ``--config.num_seeds=20 --config.agent.learning_rate=1e-3``.
+The agent keys (``c.agent``) are the agents' ``default_config``: initialiser scales, ``lr_schedule`` /
+``lr_schedule_steps``, ``reward_scaling`` / ``normalize_rewards`` among them (`rlland.agents.base`).
 """
 import ml_collections
 
@@ -21,6 +23,10 @@ def base(algo: str, env: str) -> ml_collections.ConfigDict:
     c.total_steps = 1_000_000
     c.eval_interval = 10_000
     c.eval_episodes = 10
+    # the evaluation env: the training task with these settings over c.env's (rlland.runs.build_eval_env);
+    # "" / 0 = the training env's, e.g. --config.eval_env.fixed_start=True for the study's fixed start (A.4)
+    c.eval_env = ml_collections.ConfigDict(dict(backend="", episode_length=0, fixed_start=False))
+    c.eval_env.kwargs = ml_collections.ConfigDict()
     c.checkpoint_interval = 50_000
     c.keep_checkpoints = 2
     c.snapshot_steps = tuple(50_000 + 100_000 * i for i in range(10))

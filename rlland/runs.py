@@ -153,6 +153,31 @@ def build(config: ml_collections.ConfigDict):
     return env, agents.make(config.algo, env, config.agent)
 
 
+EVAL_ENV_KEYS = ("backend", "episode_length", "fixed_start", "kwargs")
+
+
+def build_eval_env(config: ml_collections.ConfigDict, env: envs.Env | None = None) -> envs.Env:
+    """The driver's evaluation env: the training task with ``config.eval_env``'s settings over ``config.env``'s.
+
+    ``config.eval_env`` (optional; absent or all defaults = evaluate on the training env ``env`` itself):
+    ``backend`` ("" = the training env's), ``episode_length`` (0 = the training env's), ``fixed_start`` (the
+    study's fixed start state, reference A.4), ``kwargs`` (Brax constructor arguments, merged over
+    ``config.env.kwargs``). ValueError for an unknown key.
+    """
+    settings = dict(config.get("eval_env", None) or {})
+    unknown = set(settings) - set(EVAL_ENV_KEYS)
+    if unknown:
+        raise ValueError(f"config.eval_env: unknown keys {sorted(unknown)}; valid: {', '.join(EVAL_ENV_KEYS)}")
+    backend = settings.get("backend") or config.env.backend
+    length = settings.get("episode_length") or config.env.episode_length
+    fixed, extra = bool(settings.get("fixed_start", False)), dict(settings.get("kwargs") or {})
+    if env is not None and backend == config.env.backend and length == config.env.episode_length and not fixed \
+            and not extra:
+        return env
+    kwargs = dict(config.env.get("kwargs", {})) | extra
+    return envs.make(config.env.name, backend=backend, episode_length=length, fixed_start=fixed, **kwargs)
+
+
 def default_run_dir(config) -> str:
     return os.path.join("runs", f"{config.algo}-{config.env.name}-seed{config.seed}")
 

@@ -56,11 +56,21 @@ def chunk_steps(config, agent) -> int:
 
 def validate(config: ml_collections.ConfigDict):
     """Check a config before anything is written; returns (env, agent, steps per chunk)."""
+    return build_checked(config)[:3]
+
+
+def build_checked(config: ml_collections.ConfigDict):
+    """`validate`, also returning the evaluation env (`rlland.runs.build_eval_env`): (env, agent, chunk, eval_env)."""
     require_positive(config, ("num_seeds", "total_steps", "eval_interval", "eval_episodes", "checkpoint_interval",
                               "keep_checkpoints"))
     require_choice("config.wandb.mode", config.wandb.mode, sinks.WANDB_MODES)
     require_choice("config.on_divergence", config.get("on_divergence", "continue"), divergence.ON_DIVERGENCE)
     env, agent = runs.build(config)
+    eval_env = runs.build_eval_env(config, env)
+    if (eval_env.observation_size, eval_env.action_size) != (env.observation_size, env.action_size):
+        raise ValueError(f"config.eval_env: the evaluation env's observation/action sizes "
+                         f"({eval_env.observation_size}, {eval_env.action_size}) differ from the training env's "
+                         f"({env.observation_size}, {env.action_size})")
     per_iter = steps_per_iteration(agent)
     chunk = chunk_steps(config, agent)
     stops = {"eval_interval": config.eval_interval, "checkpoint_interval": config.checkpoint_interval,
@@ -77,7 +87,7 @@ def validate(config: ml_collections.ConfigDict):
     else:
         check_fits(agent.rollout_bytes(n), f"{n} seeds' PPO rollouts ({agent.config.num_envs} envs x "
                    f"{agent.config.unroll_length} steps)", hint="reduce num_seeds, num_envs or unroll_length")
-    return env, agent, chunk
+    return env, agent, chunk, eval_env
 
 
 # -- the chunk kernel ----------------------------------------------------------------------------------------
@@ -102,9 +112,10 @@ def make_chunk(agent, iterations: int):
     return jax.jit(jax.vmap(chunk, axis_name=SEED_AXIS), donate_argnums=0)
 
 
-def make_eval(agent, num_episodes: int):
+def make_eval(agent, num_episodes: int, env=None):
+    """Per-seed returns of ``num_episodes`` deterministic episodes on ``env`` (default: the agent's own)."""
     def one(params, key):
-        return evaluate.evaluate(agent, params, key, num_episodes).undiscounted
+        return evaluate.evaluate(agent, params, key, num_episodes, env=env).undiscounted
 
     return jax.jit(jax.vmap(one))
 
@@ -153,13 +164,13 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     config = ml_collections.ConfigDict(config.to_dict())
     run_dir = run_dir or config.get("run_dir") or runs.default_run_dir(config)
     force = config.get("force", False) if force is None else force
-    env, agent, chunk_env_steps = validate(config)
+    env, agent, chunk_env_steps, eval_env = build_checked(config)
     resuming = runs.prepare_run_dir(run_dir, config, force)
     changed_hparams = _forced_change(run_dir, config, agent) if resuming else {}
     runs.write_config(run_dir, config)
 
     iterations = chunk_env_steps // steps_per_iteration(agent)
-    chunk_fn, eval_fn = make_chunk(agent, iterations), make_eval(agent, config.eval_episodes)
+    chunk_fn, eval_fn = make_chunk(agent, iterations), make_eval(agent, config.eval_episodes, eval_env)
     ckpts = checkpoint.Checkpoints(run_dir, keep=config.keep_checkpoints)
     abstract = sharding.with_sharding(runs.abstract_state(agent, config.num_seeds), config.num_seeds)
     restored = ckpts.restore_latest(abstract, set_aside=True) if resuming else None

@@ -218,6 +218,24 @@ def test_ppo_run_results_h5_and_figure(tmp_path):
     assert type(snap) is type(result.state) and snap.env_steps.tolist() == [64, 64]
 
 
+def test_separate_evaluation_env(tmp_path):
+    """config.eval_env: the training task with other settings. probe_time_limit pays 1 per step until the time
+    limit, so an evaluation return is exactly the evaluation env's episode length (3 here, 5 in training)."""
+    config = tiny_td3(total_steps=32, snapshot_steps=(), checkpoint_interval=32, **{"env.name": "probe_time_limit"})
+    config.eval_env.episode_length = 3
+    result = train.run(config, run_dir=str(tmp_path / "eval_env"))
+    np.testing.assert_array_equal(result.eval_returns, 3.0)
+    assert 5.0 in result.train_metrics["episode_return"]  # training episodes still end at 5 steps
+    config.eval_env.update(episode_length=0, fixed_start=True)
+    env, _, _, eval_env = train.build_checked(config)
+    assert (eval_env.episode_length, eval_env.fixed_start, env.fixed_start) == (5, True, False)
+    default_env, _, _, default_eval = train.build_checked(tiny_td3())
+    assert default_eval is default_env  # no settings: evaluate on the training env itself
+    config.eval_env.frame_skip = 2
+    with pytest.raises(ValueError, match=r"config.eval_env: unknown keys \['frame_skip'\]"):
+        train.validate(config)
+
+
 # -- 2. resume after SIGKILL, bitwise ---------------------------------------------------------------------------
 def test_cli_killed_and_resumed_run_is_bitwise_identical(tmp_path):
     """Killed after its first checkpoint and resumed: state, checkpoints, snapshots and metrics.h5 bitwise equal

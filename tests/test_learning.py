@@ -1,13 +1,41 @@
-"""Each algorithm learns a cheap Brax task (inverted_pendulum, spring) within a CI-sized budget.
+"""Each algorithm learns a cheap Brax task (inverted_pendulum, spring, 200-step episodes) within a CI-sized budget,
+above a threshold set from measured returns, so that a regression fails CI.
 
-The bar is the issue's: the trained deterministic policy clearly beats a uniformly random policy (mean over two
-seeds and ten random-start episodes each). Measured on a 2-core CPU when the test was written (returns out of 200):
-random 22; PPO 30k steps [122, 200]; TD3 20k steps at lr 1e-3 [85, 69] (lr 3e-4); SAC 20k steps [94, 39]. Note
-that an untrained deterministic actor of this task already balances for ~50-80 steps, so the SAC bar (below the
-PPO/TD3 ones) only shows it is not broken; longer runs learn it fully.
+Protocol: two fixed seeds (``split(PRNGKey(0), 2)``), vmapped; after training, ten deterministic episodes per seed
+from random starts; the bar is on the mean over both seeds' episodes (out of 200). Measured on the 2-core CPU
+of this repository's machine (issue 16, item 2) with this protocol on four seeds in one vmapped run: the two fixed
+seeds and ``split(PRNGKey(1), 2)`` (per-seed means, the fixed seeds first):
+
+============  ===========  ===============================  ==================================  =========
+algorithm     env steps    trained                          untrained (same seeds, init params)  threshold
+============  ===========  ===============================  ==================================  =========
+PPO           30 720       112.6, 163.5 | 183.1, 129.9      68.4, 78.0 | 76.0, 76.1             100
+TD3           20 000       40.0, 132.5 | 111.9, 137.7       52.3, 54.7 | 35.1, 119.8            60
+SAC           20 000       108.0, 66.1 | 81.9, 112.4        72.3, 84.1 | 100.6, 48.8            65
+============  ===========  ===============================  ==================================  =========
+
+Thresholds: below the fixed seeds' mean (PPO 138.1, TD3 86.25, SAC 87.05) by 28% / 30% / 25%, and below the mean
+of every pair of the four measured seeds (PPO >= 121, TD3 >= 76, SAC >= 74), so a change of machine that moves
+each seed within the measured spread still passes. A uniformly random policy scores 22.
+
+What the bar shows: PPO's (100) is above every untrained seed (at most 78): it fails if PPO stops learning.
+TD3's (60) is above the untrained mean of the fixed seeds (53.5) but not above every untrained seed. SAC's is NOT
+a learning bar: at this budget trained SAC (and TD3) returns overlap the untrained deterministic actor's (an
+untrained saturated-tanh actor already balances 35-120 steps); the bars catch a broken learner (random-level or
+non-finite returns), not a weak one. Longer runs did not separate them either (4 seeds, 2 envs per seed, returns at
+10k/20k/30k/40k env steps: TD3 [7, 59, 52, 86] -> [50, 178, 95, 77]; SAC [48, 49, 44, 72] -> [77, 114, 82, 56]),
+which is issue 16 item 1's finding (SAC/TD3 below the peers on this task), not a test budget problem.
+``CASES`` flags the bars that must stay above the untrained policy's return (checked here).
+
+The fixed seeds give the same returns run on their own (2 seeds) as in the 4-seed batch above (re-measured).
+
+CPU (``time pytest tests/test_learning.py``, this machine, shared): 1 min 55 s user+sys with the persistent
+compilation cache warm, 2 min 48 s for the same three runs with fresh compiles (the previous version of this file,
+same configs and budgets); the training itself is about 64 s of it.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from rlland import agents, envs, evaluate
@@ -16,13 +44,14 @@ pytestmark = pytest.mark.slow
 OPTIMIZED = True  # these tests run far longer than they compile (see conftest.py)
 
 ENV = dict(backend="spring", episode_length=200)
+# algo: (env steps, agent config, threshold on the mean return, the threshold must beat the untrained policy)
 CASES = {
     "ppo": (30 * 1024, dict(num_envs=32, unroll_length=32, hidden_sizes=(64, 64), num_minibatches=4,
-                            learning_rate=3e-3), 4.0),
+                            learning_rate=3e-3), 100.0, True),
     "td3": (20_000, dict(warmup_steps=1000, buffer_capacity=20_000, hidden_sizes=(64, 64), batch_size=128,
-                         learning_rate=1e-3), 2.5),
+                         learning_rate=1e-3), 60.0, True),
     "sac": (20_000, dict(warmup_steps=1000, buffer_capacity=20_000, hidden_sizes=(64, 64), batch_size=128,
-                         learning_rate=1e-3, init_temperature=0.1), 1.5),
+                         learning_rate=1e-3, init_temperature=0.1), 65.0, False),
 }
 
 
@@ -31,20 +60,18 @@ def env():
     return envs.make("inverted_pendulum", **ENV)
 
 
-@pytest.fixture(scope="module")
-def random_return(env):
-    policy = lambda obs, key: jax.random.uniform(key, (1,), minval=-1.0, maxval=1.0)  # noqa: E731
-    return float(jax.jit(lambda k: evaluate.episodes(env, policy, k, 20).undiscounted)(jax.random.PRNGKey(9)).mean())
-
-
 @pytest.mark.parametrize("algo", list(CASES))
-def test_trained_policy_beats_random(algo, env, random_return):
-    steps, config, factor = CASES[algo]
+def test_trained_policy_clears_the_measured_bar(algo, env):
+    steps, config, threshold, above_untrained = CASES[algo]
     agent = agents.make(algo, env, config)
     per_iter = agent.config.num_envs * agent.config.get("unroll_length", 1)
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     run = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda s, _: agent.step(s), s, None, steps // per_iter)[0]))
-    state = run(jax.vmap(agent.init)(keys))
-    returns = jax.jit(jax.vmap(lambda p, k: evaluate.evaluate(agent, p, k, 10).undiscounted))(state.params, keys)
-    assert jnp.all(jnp.isfinite(returns))
-    assert float(returns.mean()) > factor * random_return, (returns.mean(1), random_return)
+    evaluate_seeds = jax.jit(jax.vmap(lambda p, k: evaluate.evaluate(agent, p, k, 10).undiscounted))
+    init = jax.vmap(agent.init)(keys)
+    untrained = np.asarray(evaluate_seeds(init.params, keys))
+    returns = np.asarray(evaluate_seeds(run(init).params, keys))
+    assert np.all(np.isfinite(returns))
+    assert returns.mean() > threshold, (algo, returns.mean(1), threshold)
+    if above_untrained:  # the bar measures learning: the untrained policy of the same seeds stays below it
+        assert untrained.mean() < threshold, (algo, untrained.mean(1), threshold)

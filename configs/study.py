@@ -158,7 +158,7 @@ def representation(scale: str) -> ml_collections.ConfigDict:
         base.env.episode_length = 5
         base.agent.update(hidden_sizes=(16, 16), num_envs=4, unroll_length=8, num_minibatches=2, log_every=1,
                           log_samples=32)
-        base.update(num_seeds=2, total_steps=256, eval_interval=128, eval_episodes=3, checkpoint_interval=128,
+        base.update(num_seeds=2, total_steps=256, eval_interval=64, eval_episodes=3, checkpoint_interval=128,
                     snapshot_steps=(0, 128, 256))
         epochs = (1, 3)
         c.plasticity = configs.load("representation", "quick")

@@ -14,7 +14,7 @@ the three runs shares its key, so differences are paired):
 * feature rank (approximate rank of the actor's penultimate features, the paper's "feature rank") is lower with
   more epochs: final rank(low) - final rank(high) > 0; dead units: final fraction(high) - (low) > 0;
 * trust-region violations grow as the rank falls: the correlation over training between the rank and the
-  fraction of probability ratios outside the clip range (high epochs) < 0;
+  fraction of probability ratios outside the clip range (high epochs) < 0 (0 when either did not move);
 * PFO mitigates both: final rank(PFO) - rank(high) > 0, final violations(high) - violations(PFO) > 0;
 * plasticity is lost: the probe's policy loss at the last snapshot - at the first > 0 (high epochs).
 """
@@ -58,8 +58,12 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = []
     for x, y in zip(a, b):
         ok = np.isfinite(x) & np.isfinite(y)
-        out.append(np.corrcoef(x[ok], y[ok])[0, 1] if ok.sum() > 2 and x[ok].std() > 0 and y[ok].std() > 0
-                   else np.nan)
+        if ok.sum() < 3:
+            out.append(np.nan)
+        elif x[ok].std() == 0 or y[ok].std() == 0:  # one series did not move: no relation to report
+            out.append(0.0)
+        else:
+            out.append(np.corrcoef(x[ok], y[ok])[0, 1])
     return np.asarray(out)
 
 
@@ -89,7 +93,8 @@ def report(config, run_dir: str) -> Report:
               dead["high_epochs"] - dead["low_epochs"], "more dead / collapsed units with more epochs",
               note=f"{t.agent.activation} units"),
         Claim("trust-region violations grow as the rank falls", "corr(rank, fraction outside clip) over training",
-              corr, "ratios below the clip range grow as rank collapses (Fig. 4)", direction="less"),
+              corr, "ratios below the clip range grow as rank collapses (Fig. 4)", direction="less",
+              note="0 where the rank or the violations did not move"),
         Claim("PFO mitigates rank collapse", "rank(PFO) - rank(high)", rank["high_epochs_pfo"] - rank["high_epochs"],
               "PFO keeps the rank up (Fig. 6)"),
         Claim("PFO mitigates trust-region violations", "outside(high) - outside(PFO)",

@@ -220,16 +220,20 @@ def _terminal_transition(reward):
 
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
-def test_reward_scaling_scales_the_critic_target(algo):
-    env = envs.make("probe_constant")
+def test_reward_scaling_scales_the_replayed_rewards(algo):
+    """The buffer stores reward_scaling * r (traced: two scalings in one vmapped kernel), so the critic target at a
+    termination is y = reward_scaling * r; the critic loss itself adds nothing (normalisation off)."""
+    env = envs.make("probe_constant")  # reward 1 at every step
     agent = agents.make(algo, env, OFF_POLICY | dict(reward_scaling=3.0))
+    hp = jax.vmap(lambda s: agent.hparams(reward_scaling=s))(jnp.array([3.0, 0.5]))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    state = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda s, _: agent.step(s), s, None, 4)[0]))(
+        jax.vmap(agent.init)(keys, hp))
+    np.testing.assert_array_equal(state.buffer.data.reward[:, :4], [[3.0] * 4, [0.5] * 4])
     params = agent.init(jax.random.PRNGKey(0)).params
     q = agent.critic.apply(params["critic"], jnp.zeros((1, 1)), jnp.zeros((1, 1)))
-    loss, _ = agent.critic_loss(params, _terminal_transition(2.0), jax.random.PRNGKey(1), agent.hparams())
-    np.testing.assert_allclose(loss, ((q - 6.0) ** 2).sum(), rtol=1e-5)  # y = reward_scaling * r at a termination
-    loss, _ = agent.critic_loss(params, _terminal_transition(2.0), jax.random.PRNGKey(1),
-                                agent.hparams(reward_scaling=0.5))  # traced: a sweep is a vmap
-    np.testing.assert_allclose(loss, ((q - 1.0) ** 2).sum(), rtol=1e-5)
+    loss, _ = agent.critic_loss(params, _terminal_transition(6.0), jax.random.PRNGKey(1), agent.hparams())
+    np.testing.assert_allclose(loss, ((q - 6.0) ** 2).sum(), rtol=1e-5)
     with pytest.raises(ValueError, match="reward_scaling must be > 0"):
         agents.make(algo, env, {"reward_scaling": 0.0})
 
@@ -281,11 +285,12 @@ def test_reward_normalisation_tracks_the_discounted_returns_in_the_state(algo):
     state = agent.init(jax.random.PRNGKey(0))
     state, _ = jax.jit(lambda s: jax.lax.scan(lambda s, _: agent.step(s), s, None, 5))(state)
     steps = 5 * (PPO["unroll_length"] if algo == "ppo" else 1)
-    var, acc = _naive_return_variance(np.ones((steps, agent.config.num_envs)),
+    # the statistics are those of the scaled rewards (2 per step)
+    var, acc = _naive_return_variance(np.full((steps, agent.config.num_envs), 2.0),
                                       (np.arange(steps) % 3 == 2)[:, None].repeat(agent.config.num_envs, 1), GAMMA)
     np.testing.assert_allclose(state.params["reward_norm"].stats.var[0], var, rtol=1e-5)
     np.testing.assert_allclose(state.params["reward_norm"].returns, acc)
-    r = agent.reward(state.params, jnp.ones(3), agent.hparams())
+    r = agent.reward(state.params, jnp.ones(3), agent.hparams())  # env reward 1 -> 2 / std(R)
     np.testing.assert_allclose(r, 2.0 / np.sqrt(var + 1e-8), rtol=1e-5)
     assert "reward_norm" not in agents.make(algo, env, base).init(jax.random.PRNGKey(0)).params  # off by default
 

@@ -17,14 +17,17 @@ Settings every agent has (peers' names in brackets):
   ``progress_remaining``), for every optimiser of the agent (SAC's temperature included, as in SB3).
   `Agent.hparams_at` gives the hyperparameters in force at a step; the losses and single update steps take
   whatever ``hp`` they are given (the analyses pass ``state.hparams``, i.e. the initial learning rate).
-* reward transform (`Agent.reward`): ``r' = reward_scaling * r`` (traced ``reward_scaling``, Brax's
-  ``reward_scaling``), after ``r / sqrt(var(R) + 1e-8)`` clipped to [-10, 10] when ``normalize_rewards`` (static;
-  SB3 ``VecNormalize(norm_reward=True)``, purejaxrl ``NormalizeVecReward``): var(R) is the running variance of
-  every env's discounted return ``R_t = gamma * R_{t-1} + r_t`` (reset to 0 after an episode ends), kept in
-  ``params["reward_norm"]`` (`rlland.agents.rewards.ReturnNormalizer`). Replay buffers and logged episode returns
-  hold raw rewards; the transform is applied where rewards enter a loss (TD3/SAC critic targets, with the
-  statistics current at the update as SB3's off-policy sampling does; PPO's GAE, after the rollout's returns
-  entered the statistics).
+* reward transform (`Agent.reward`): ``s = reward_scaling * r`` (traced ``reward_scaling``, Brax's
+  ``reward_scaling``), then, when ``normalize_rewards`` (static; SB3 ``VecNormalize(norm_reward=True)``, purejaxrl
+  ``NormalizeVecReward``), ``s / sqrt(var(R) + 1e-8)`` clipped to [-10, 10], var(R) the running variance of every
+  env's discounted return of s, ``R_t = gamma * R_{t-1} + s_t`` (reset to 0 after an episode ends), kept in
+  ``params["reward_norm"]`` (`rlland.agents.rewards.ReturnNormalizer`); normalising makes the scaling cancel (up to
+  the 1e-8). TD3/SAC scale rewards as they enter the replay buffer (the buffer holds s; a ``--force`` change of
+  ``reward_scaling`` applies to new transitions) and normalise them in the critic target with the statistics
+  current at the update (as SB3's off-policy sampling does); PPO transforms them before GAE, after the rollout's
+  returns entered the statistics. Logged episode returns are the env's. Scaling in the loss instead (Brax) was
+  measured to break bitwise identity of the default (reward_scaling = 1) TD3/SAC training: XLA compiles the
+  critic target differently (parameters 3e-8 apart after 40 updates).
 """
 from __future__ import annotations
 
@@ -145,12 +148,18 @@ class Agent:
         """``{"learning_rate": ...}`` when the learning rate is scheduled (logged per chunk), else nothing."""
         return {} if self.config.lr_schedule == "constant" else {"learning_rate": hp["learning_rate"]}
 
-    def reward(self, params: Params, reward: jax.Array, hp: HParams) -> jax.Array:
-        """The reward a loss sees: ``reward_scaling * r``, normalised first when ``normalize_rewards`` (module
-        docstring)."""
-        if self.config.normalize_rewards:
-            reward = params["reward_norm"].normalize(reward)
+    def scale_reward(self, reward: jax.Array, hp: HParams) -> jax.Array:
+        """``reward_scaling * r``: what the replay buffer stores (TD3/SAC) and what PPO's GAE and the return
+        statistics see."""
         return hp["reward_scaling"] * reward
+
+    def normalize_reward(self, params: Params, reward: jax.Array) -> jax.Array:
+        """A (scaled) reward divided by the running return std and clipped when ``normalize_rewards``, else itself."""
+        return params["reward_norm"].normalize(reward) if self.config.normalize_rewards else reward
+
+    def reward(self, params: Params, reward: jax.Array, hp: HParams) -> jax.Array:
+        """The reward a loss sees for an env reward ``r`` (module docstring)."""
+        return self.normalize_reward(params, self.scale_reward(reward, hp))
 
     # -- the agent contract (rlland.types.AgentLike): what analyses call -----------------------------------
     def normalize(self, params: Params, obs: jax.Array) -> jax.Array:

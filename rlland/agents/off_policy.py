@@ -115,14 +115,15 @@ class OffPolicyAgent(Agent):
         policy_action = self.explore(state.params, obs, k_explore, hp)
         action = jnp.where(state.env_steps < c.warmup_steps, random_action, policy_action)
         env_state, out = jax.vmap(self.env.step, axis_name=ENV_AXIS)(state.env_state, action, jax.random.split(k_env, c.num_envs))
-        buffer = state.buffer.add(Transition(obs=obs, action=action, reward=out.reward, next_obs=out.final_obs,
+        reward = self.scale_reward(out.reward, hp)  # the buffer holds scaled rewards (agents/base.py)
+        buffer = state.buffer.add(Transition(obs=obs, action=action, reward=reward, next_obs=out.final_obs,
                                              terminated=out.terminated.astype(jnp.float32)))
         params = state.params
         done = out.terminated | out.truncated
         if c.normalize_observations:
             params = params | {"obs_norm": params["obs_norm"].update(obs)}
         if c.normalize_rewards:
-            params = params | {"reward_norm": params["reward_norm"].update(out.reward, done, hp["gamma"])}
+            params = params | {"reward_norm": params["reward_norm"].update(reward, done, hp["gamma"])}
         episodes = {"episode_return_sum": out.episode_return.sum(), "episodes": done.sum().astype(jnp.float32)}
         episodes |= {f"env/{k}": v.mean() for k, v in out.metrics.items()}  # Brax's state.metrics, env mean
         return state.replace(params=params, buffer=buffer, env_state=env_state, key=key,

@@ -360,7 +360,8 @@ class PPO(Agent):
         params = state.params
         if self.config.normalize_rewards:
             done = jnp.maximum(traj.terminated, traj.truncated) > 0
-            params = params | {"reward_norm": params["reward_norm"].update_rollout(traj.reward, done, hp["gamma"])}
+            scaled = self.scale_reward(traj.reward, hp)
+            params = params | {"reward_norm": params["reward_norm"].update_rollout(scaled, done, hp["gamma"])}
         batch = self.make_batch(params, traj, hp)
         params, opt_state, metrics = self.update_epochs(params, state.opt_state, batch, k_update, hp)
         metrics = metrics | self.schedule_metrics(hp)

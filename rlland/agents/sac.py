@@ -6,7 +6,8 @@ Critic:  a' ~ pi(.|s'),  y = r + gamma * (1 - terminated) * (min(Q1_t, Q2_t)(s',
 Actor:   a~ = tanh(mu(s) + sigma(s) * eps),  L_pi = mean(alpha * log pi(a~|s) - min(Q1, Q2)(s, a~))
 Alpha:   alpha = exp(log_alpha),  L_alpha = alpha * (H - H_target),  H = -mean(log pi(a~|s)) held constant;
          alpha starts at ``init_temperature`` (1.0) and H_target = ``target_entropy`` (-|A| / 2 when None).
-r is the agent's reward transform (``reward_scaling``, optional ``normalize_rewards``; `rlland.agents.base`).
+r is the replay buffer's reward (``reward_scaling`` times the env's), normalised when ``normalize_rewards``
+(`rlland.agents.base`).
 Order per update, as in the study: critic, actor (with the updated critic), temperature, Polyak target critic.
 
 Where the study's code differs: each seed samples its own minibatch and its own reparameterisation noise (the
@@ -88,7 +89,7 @@ class SAC(OffPolicyAgent):
         next_obs, obs = self.normalize(params, batch.next_obs), self.normalize(params, batch.obs)
         next_q = self.critic.apply(params["target_critic"], next_obs, next_action).min(-1)
         alpha = jnp.exp(params["log_alpha"])
-        reward = self.reward(params, batch.reward, hp)
+        reward = self.normalize_reward(params, batch.reward)  # the buffer holds scaled rewards
         target = reward + hp["gamma"] * (1.0 - batch.terminated) * (next_q - alpha * next_logp)
         target = jax.lax.stop_gradient(target)
         q = self.critic.apply(params["critic"], obs, batch.action)

@@ -5,8 +5,8 @@ Critic:  a' = clip(mu_t(s') + clip(sigma * N(0, 1), -c, c), -1, 1)
          L_Q = mean((Q1(s, a) - y)^2 + (Q2(s, a) - y)^2)          (no 1/2 factor, as in the study)
 Actor:   L_mu = -mean(min(Q1, Q2)(s, mu(s)))                      (``actor_q="min"``, the study's choice; "q1"
                                                                    gives the original TD3's Q1-only loss)
-r is the agent's reward transform (``reward_scaling``, optional ``normalize_rewards``; `rlland.agents.base`; the
-identity by default). Every ``policy_delay``-th update also updates the actor (with the just-updated critic) and both targets by
+r is the replay buffer's reward (``reward_scaling`` times the env's), normalised when ``normalize_rewards``
+(`rlland.agents.base`). Every ``policy_delay``-th update also updates the actor (with the just-updated critic) and both targets by
 Polyak averaging; the first update of a run does not (the study's learner counts from 1).
 
 Correct-by-construction choices where the study's code differs (QUIRKs in the reference):
@@ -63,8 +63,8 @@ def make_td3_losses(actor_apply: Callable, critic_apply: Callable, actor_q: str 
     ``hp`` the traced ``gamma``, ``policy_noise``, ``noise_clip`` (the critic loss; the actor loss reads none;
     ``key`` is the target-smoothing noise key, unused by the actor loss). ``actor_q``: "min" (the study) or
     "q1" (Fujimoto's TD3, PGA-ME). ``normalize(params, obs)``: the network input (identity by default).
-    ``reward(params, r, hp)``: the reward in the target (identity by default; the agent's reward scaling and
-    normalisation, `rlland.agents.base.Agent.reward`).
+    ``reward(params, r, hp)``: the reward in the target for a batch reward (identity by default; the agent's
+    ``normalize_reward``, `rlland.agents.base`).
     """
     require_choice("td3: actor_q", actor_q, ACTOR_Q)
     normalize = normalize or (lambda params, obs: obs)
@@ -114,7 +114,8 @@ class TD3(OffPolicyAgent):
         self.critic = networks.TwinQCritic(tuple(c.hidden_sizes), c.activation, c.hidden_init_scale,
                                            c.critic_output_scale)
         self._critic_loss, self._actor_loss = make_td3_losses(self.actor.apply, self.critic.apply, c.actor_q,
-                                                              normalize=self.normalize, reward=self.reward)
+                                                              normalize=self.normalize,
+                                                              reward=lambda p, r, hp: self.normalize_reward(p, r))
 
     def init_params(self, key, hp):
         k_actor, k_critic = jax.random.split(key)

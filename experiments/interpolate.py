@@ -10,7 +10,7 @@ import os
 
 from absl import flags
 
-from rlland import cli
+from rlland import cli, runs
 from rlland.landscape import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "interpolate.py")
@@ -23,7 +23,7 @@ _RUN_DIR_B = flags.DEFINE_string("run_dir_b", None, "run directory of policy B (
 def main(argv):
     del argv
     config = _CONFIG.value
-    run_dir = analysis.resolve_run_dir(_RUN_DIR.value, config)
+    run_dir = runs.resolve_run_dir(_RUN_DIR.value, config)
     if _RUN_DIR_B.value:
         config.run_dir_b = _RUN_DIR_B.value
     analysis.analyse_interpolation(config, run_dir)

@@ -10,7 +10,7 @@ import os
 
 from absl import flags
 
-from rlland import cli
+from rlland import cli, runs
 from rlland.landscape import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "reject.py")
@@ -22,7 +22,7 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experi
 def main(argv):
     del argv
     config = _CONFIG.value
-    run_dir = analysis.resolve_run_dir(_RUN_DIR.value, config)
+    run_dir = runs.resolve_run_dir(_RUN_DIR.value, config)
     analysis.analyse_rejection(config, run_dir)
     print(f"wrote results and figures into {run_dir}")
 

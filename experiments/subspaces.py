@@ -11,9 +11,8 @@ import os
 
 from absl import flags
 
-from rlland import cli
+from rlland import cli, runs
 from rlland.curvature import layout, run_analysis
-from rlland.landscape import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "subspaces.py")
 _CONFIG = cli.define_config(_DEFAULT, "subspace analysis config file (path[:study|quick])")
@@ -23,7 +22,7 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experi
 
 def main(argv):
     del argv
-    path = run_analysis.analyse_run(_CONFIG.value, analysis.resolve_run_dir(_RUN_DIR.value, _CONFIG.value))
+    path = run_analysis.analyse_run(_CONFIG.value, runs.resolve_run_dir(_RUN_DIR.value, _CONFIG.value))
     print(layout.summary(layout.read_h5(path)[0]))
 
 

@@ -272,3 +272,16 @@ def _buffer_data_at(run_dir: str, step: int, abstract: Any, size) -> dict:
         return jnp.where(keep, d, jnp.zeros_like(d))
 
     return jax.tree.map(as_then, checkpoint.to_dict(ckpt_state.buffer)["data"])
+
+
+def resolve_run_dir(flag: str | None, c) -> str:
+    """The run directory of an analysis: ``--run_dir`` if given, else the config's ``run_dir`` (set by the
+    ``<algo>/<env>`` presets); ValueError if neither names an existing run."""
+    run_dir = flag or c.get("run_dir", "")
+    if not run_dir:
+        raise ValueError("no run directory: pass --run_dir, or a preset --config=configs/<analysis>.py:<algo>/<env> "
+                         "that names the run of configs/train.py:<algo>/<env>")
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+        raise ValueError(f"{run_dir} is not a training run directory (no config.json): train it first with "
+                         f"experiments/train.py, or pass --run_dir")
+    return run_dir

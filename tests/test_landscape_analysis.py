@@ -198,11 +198,11 @@ def test_presets_name_the_original_operators_and_the_training_run(run_dir):
     for name in ("interpolate", "reject"):
         assert configs.load(name, "td3/hopper").run_dir == "runs/td3-hopper-seed0"
     # --run_dir wins; else the preset's run_dir; a directory that is not a run is refused in one line
-    assert analysis.resolve_run_dir(run_dir, c) == run_dir
+    assert runs.resolve_run_dir(run_dir, c) == run_dir
     c = configs.load("purd", "td3/hopper")
     c.run_dir = run_dir
-    assert analysis.resolve_run_dir(None, c) == run_dir
+    assert runs.resolve_run_dir(None, c) == run_dir
     with pytest.raises(ValueError, match="not a training run directory"):
-        analysis.resolve_run_dir(None, configs.load("purd", "td3/no_such_env"))
+        runs.resolve_run_dir(None, configs.load("purd", "td3/no_such_env"))
     with pytest.raises(ValueError, match="no run directory"):
-        analysis.resolve_run_dir(None, configs.load("purd"))
+        runs.resolve_run_dir(None, configs.load("purd"))

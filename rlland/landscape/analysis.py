@@ -59,19 +59,6 @@ OFF_POLICY_OPERATORS = ("td3_actor_step", "sac_actor_step")
 PURD_SELECTION_KEYS = ("steps", "run_dir", "progress", "figures", "block_size", "wandb")
 
 
-def resolve_run_dir(flag: str | None, c) -> str:
-    """The run directory of an analysis: ``--run_dir`` if given, else the config's ``run_dir`` (set by the
-    ``<algo>/<env>`` presets); ValueError if neither names an existing run."""
-    run_dir = flag or c.get("run_dir", "")
-    if not run_dir:
-        raise ValueError("no run directory: pass --run_dir, or a preset --config=configs/<analysis>.py:<algo>/<env> "
-                         "that names the run of configs/train.py:<algo>/<env>")
-    if not os.path.exists(os.path.join(run_dir, "config.json")):
-        raise ValueError(f"{run_dir} is not a training run directory (no config.json): train it first with "
-                         f"experiments/train.py, or pass --run_dir")
-    return run_dir
-
-
 def return_fn(agent, c, perturbed: bool = True):
     """The evaluation return function of ``c.eval`` (deterministic, fixed start, ... as the study; the in-rollout
     perturbations ``action_noise``, ``param_noise`` and ``start_noise`` (< 0: off) when the config has them and

@@ -78,7 +78,7 @@ def report(config, run_dir: str) -> Report:
             **{f"{name[l]} estimated-gradient fraction, k = {k[l]}": est[l].mean(1) for l in k},
             **{f"{name[l]} overlap with step {t1}, later steps, k = {k[l]}": ov_later[l] for l in k}}
         setting.append((label, f"{t.algo} on {t.env.name} ({t.env.backend}), {t.num_seeds} seeds, "
-                               f"{t.total_steps:,} steps, snapshots {list(steps)}; k = {c.k}, Lanczos basis "
+                               f"{t.total_steps:,} steps, snapshots {[int(s) for s in steps]}; k = {c.k}, Lanczos basis "
                                f"{c.num_iters}, tol {c.tol}; actor n = {int(d['num_parameters/policy_loss'])}, "
                                f"critic n = {int(d['num_parameters/value_function_loss'])}"))
         claims += [

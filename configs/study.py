@@ -44,13 +44,13 @@ def return_landscapes(scale: str) -> ml_collections.ConfigDict:
         t = configs.load("train", "td3/halfcheetah")
         t.num_seeds = 20
     elif scale == "cpu":
-        t = configs.load("train", "td3/inverted_pendulum")
-        t.env.episode_length = 200
-        t.agent.update(hidden_sizes=(64, 64))
-        t.update(num_seeds=4, total_steps=60_000, eval_interval=5_000, checkpoint_interval=10_000,
-                 snapshot_steps=(10_000, 20_000, 30_000, 40_000, 50_000, 60_000))
-        c.reductions = ("inverted_pendulum (200-step episodes) instead of halfcheetah; 64-64 nets; 4 seeds; "
-                        "60k steps, 6 snapshots", "PURD 200 samples (paper 1000); interpolation 20 points x 20 "
+        # hopper, not inverted_pendulum: TD3 does not learn spring inverted_pendulum within 60k steps (neither does
+        # rejax's TD3 on the same task), and a policy that never balances has no left tail to measure
+        t = configs.load("train", "td3/hopper")
+        t.update(num_seeds=4, total_steps=60_000, eval_interval=10_000, checkpoint_interval=10_000,
+                 snapshot_steps=(20_000, 30_000, 40_000, 50_000, 60_000))
+        c.reductions = ("hopper instead of halfcheetah (same 256-256 TD3, 1000-step episodes); 4 seeds; 60k steps "
+                        "(10k warm-up), 5 snapshots", "PURD 200 samples (paper 1000); interpolation 20 points x 20 "
                         "samples on pairs of seed 0 (paper 100 x 100, seeds 0-9)", "rejection 20 proposals, "
                         "200 samples, 2 repeats, from one snapshot (paper 40, 1000, 10 repeats, 10 snapshots)")
     else:
@@ -73,7 +73,7 @@ def return_landscapes(scale: str) -> ml_collections.ConfigDict:
         c.purd.update(num_samples=200, chunk_size=100)
         c.interpolate.update(seeds=(0,), num_points=20, num_samples=20, chunk_size=20)
         c.reject.update(max_steps=20, num_samples=200, num_repeats=2, chunk_size=100)
-        c.reject_steps = (30_000,)
+        c.reject_steps = (40_000,)
     else:
         c.purd.update(num_samples=8, chunk_size=0)
         c.interpolate.update(steps=(32, 96), num_points=3, num_samples=4, chunk_size=0)

@@ -193,11 +193,12 @@ def linear_regions(scale: str) -> ml_collections.ConfigDict:
         t = configs.load("train", "ppo_relu/inverted_pendulum")
         t.env.episode_length = 200
         t.agent.update(hidden_sizes=(16,), num_envs=32, unroll_length=32, num_minibatches=4, learning_rate=3e-3)
-        t.update(num_seeds=3, total_steps=40 * 1024, eval_interval=5 * 1024, checkpoint_interval=10 * 1024,
-                 snapshot_steps=tuple(5 * 1024 * i for i in range(1, 9)))
+        t.update(num_seeds=10, total_steps=80 * 1024, eval_interval=10 * 1024, checkpoint_interval=10 * 1024,
+                 snapshot_steps=tuple(10 * 1024 * i for i in range(1, 9)))
         c.regions = configs.load("regions", "quick")
-        c.reductions = ("inverted_pendulum (200-step episodes) instead of HalfCheetah, 3 seeds, 40,960 steps, "
-                        "8 snapshots", "trajectories of 200 steps, 2 random trajectories, 20 lines per family, "
+        c.regions.num_episodes.random = 10
+        c.reductions = ("inverted_pendulum (200-step episodes) instead of HalfCheetah, 10 seeds, 81,920 steps, "
+                        "8 snapshots", "trajectories of 200 steps, 10 random trajectories, 20 lines per family, "
                         "a 100 x 100 plane (paper 1000 steps, 10 random trajectories, 100 lines)")
     else:
         t = configs.load("train", "ppo_relu/inverted_pendulum")

@@ -13,6 +13,8 @@ every point (common random numbers).
 """
 import ml_collections
 
+from rlland import runs
+
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     run_dir = ""
@@ -20,7 +22,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         parts = arg.split("/")
         if len(parts) != 2:
             raise ValueError(f"config argument must be empty or <algo>/<env> (e.g. td3/hopper), got {arg!r}")
-        run_dir = f"runs/{parts[0]}-{parts[1]}-seed0"
+        run_dir = runs.preset_run_dir(*parts)
     return ml_collections.ConfigDict(dict(
         run_dir=run_dir, pairs=(), steps=(), seeds=(), same_seed=True, run_dir_b="",
         num_points=100, num_samples=100, noise_scale=3e-4, chunk_size=100, points_chunk_size=0,

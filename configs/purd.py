@@ -33,6 +33,8 @@ updates (0: about num_samples / 10). Each setting has its own h5 groups (`rlland
 """
 import ml_collections
 
+from rlland import runs
+
 ALGOS = ("td3", "sac", "ppo")
 PERTURBATIONS = ("param_noise", "param_noise_per_step", "action_noise", "start_noise", "with_action_noise")
 
@@ -53,7 +55,7 @@ def preset(algo: str, env: str, perturbation: str = "") -> ml_collections.Config
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r} in the purd preset; valid: {', '.join(ALGOS)}")
     c = study()
-    c.run_dir = f"runs/{algo}-{env}-seed0"
+    c.run_dir = runs.preset_run_dir(algo, env)
     c.operator = {"td3": "td3_actor_step", "sac": "sac_actor_step", "ppo": "ppo_minibatch_step"}[algo]
     if algo == "td3":
         c.learning_rate = 3e-4

@@ -10,6 +10,8 @@ disabled), where the original logged ``PURD mean`` / ``PURD LTP`` / ``PURD CVaR`
 """
 import ml_collections
 
+from rlland import runs
+
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     run_dir = ""
@@ -17,7 +19,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         parts = arg.split("/")
         if len(parts) != 2:
             raise ValueError(f"config argument must be empty or <algo>/<env> (e.g. td3/hopper), got {arg!r}")
-        run_dir = f"runs/{parts[0]}-{parts[1]}-seed0"
+        run_dir = runs.preset_run_dir(*parts)
     return ml_collections.ConfigDict(dict(
         run_dir=run_dir, step=-1, seeds=(), num_repeats=1,
         max_steps=40, check_interval=1, heuristic="cvar", alpha=0.1, threshold=0.5,

@@ -13,6 +13,7 @@ estimated gradient x big-batch / ``low_sample`` Hessian); the Hessian's SLQ spec
 """
 import ml_collections
 
+from rlland import runs
 from rlland.curvature import SUBSPACE_KS
 
 
@@ -74,6 +75,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     parts = arg.split("/")
     if len(parts) in (2, 3) and (len(parts) == 2 or parts[2] in ("study", "quick")):
         c = quick() if parts[-1] == "quick" and len(parts) == 3 else study()
-        c.run_dir = f"runs/{parts[0]}-{parts[1]}-seed0"
+        c.run_dir = runs.preset_run_dir(*parts)
         return c
     raise ValueError(f"config argument must be empty, 'study', 'quick' or <algo>/<env>[/quick], got {arg!r}")

@@ -179,7 +179,13 @@ def build_eval_env(config: ml_collections.ConfigDict, env: envs.Env | None = Non
 
 
 def default_run_dir(config) -> str:
-    return os.path.join("runs", f"{config.algo}-{config.env.name}-seed{config.seed}")
+    return preset_run_dir(config.algo, config.env.name, config.seed)
+
+
+def preset_run_dir(algo: str, env: str, seed: int = 0) -> str:
+    """``runs/<algo>-<env>-seed<seed>``: where ``configs/train.py:<algo>/<env>`` trains by default, and so the run
+    an analysis preset ``configs/<analysis>.py:<algo>/<env>`` reads."""
+    return os.path.join("runs", f"{algo}-{env}-seed{seed}")
 
 
 def seed_keys(config) -> jax.Array:

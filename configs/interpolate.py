@@ -17,12 +17,7 @@ from rlland import runs
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
-    run_dir = ""
-    if arg:
-        parts = arg.split("/")
-        if len(parts) != 2:
-            raise ValueError(f"config argument must be empty or <algo>/<env> (e.g. td3/hopper), got {arg!r}")
-        run_dir = runs.preset_run_dir(*parts)
+    run_dir = runs.preset_run_dir_of(arg)
     return ml_collections.ConfigDict(dict(
         run_dir=run_dir, pairs=(), steps=(), seeds=(), same_seed=True, run_dir_b="",
         num_points=100, num_samples=100, noise_scale=3e-4, chunk_size=100, points_chunk_size=0,

@@ -14,12 +14,7 @@ from rlland import runs
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
-    run_dir = ""
-    if arg:
-        parts = arg.split("/")
-        if len(parts) != 2:
-            raise ValueError(f"config argument must be empty or <algo>/<env> (e.g. td3/hopper), got {arg!r}")
-        run_dir = runs.preset_run_dir(*parts)
+    run_dir = runs.preset_run_dir_of(arg)
     return ml_collections.ConfigDict(dict(
         run_dir=run_dir, step=-1, seeds=(), num_repeats=1,
         max_steps=40, check_interval=1, heuristic="cvar", alpha=0.1, threshold=0.5,

@@ -75,6 +75,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     parts = arg.split("/")
     if len(parts) in (2, 3) and (len(parts) == 2 or parts[2] in ("study", "quick")):
         c = quick() if parts[-1] == "quick" and len(parts) == 3 else study()
-        c.run_dir = runs.preset_run_dir(*parts)
+        c.run_dir = runs.preset_run_dir(*parts[:2])
         return c
     raise ValueError(f"config argument must be empty, 'study', 'quick' or <algo>/<env>[/quick], got {arg!r}")

@@ -188,6 +188,17 @@ def preset_run_dir(algo: str, env: str, seed: int = 0) -> str:
     return os.path.join("runs", f"{algo}-{env}-seed{seed}")
 
 
+def preset_run_dir_of(arg: str | None) -> str:
+    """An analysis config's argument ``<algo>/<env>`` -> :func:`preset_run_dir`; "" for no argument;
+    ValueError for anything else."""
+    if not arg:
+        return ""
+    parts = arg.split("/")
+    if len(parts) != 2:
+        raise ValueError(f"config argument must be empty or <algo>/<env> (e.g. td3/hopper), got {arg!r}")
+    return preset_run_dir(*parts)
+
+
 def seed_keys(config) -> jax.Array:
     """``[num_seeds, 2]``: seed ``i``'s key is ``fold_in(PRNGKey(config.seed), i)``."""
     base = jax.random.PRNGKey(config.seed)

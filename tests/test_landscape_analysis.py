@@ -195,8 +195,11 @@ def test_presets_name_the_original_operators_and_the_training_run(run_dir):
     assert (w.operator, w.eval.action_noise, w.eval.num_episodes) == ("td3_actor_step", 0.1, 10)
     with pytest.raises(ValueError, match="unknown perturbation"):
         configs.load("purd", "td3/hopper/wind")
-    for name in ("interpolate", "reject"):
-        assert configs.load(name, "td3/hopper").run_dir == "runs/td3-hopper-seed0"
+    for name, arg in (("interpolate", "td3/hopper"), ("reject", "td3/hopper"), ("subspaces", "td3/hopper"),
+                      ("subspaces", "td3/hopper/quick")):
+        assert configs.load(name, arg).run_dir == "runs/td3-hopper-seed0", (name, arg)
+    with pytest.raises(ValueError, match="<algo>/<env>"):
+        configs.load("reject", "td3/hopper/quick")
     # --run_dir wins; else the preset's run_dir; a directory that is not a run is refused in one line
     assert runs.resolve_run_dir(run_dir, c) == run_dir
     c = configs.load("purd", "td3/hopper")

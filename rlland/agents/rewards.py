@@ -32,8 +32,7 @@ class ReturnNormalizer(struct.PyTreeNode):
     def update(self, reward: jax.Array, done: jax.Array, gamma: jax.Array) -> "ReturnNormalizer":
         """One step of every env (``reward``, ``done``: [num_envs]): R <- gamma R + r enters the statistics, then R is
         zeroed where the episode ended."""
-        returns = gamma * self.returns + reward
-        return ReturnNormalizer(stats=self.stats.update(returns[:, None]), returns=jnp.where(done, 0.0, returns))
+        return self.update_rollout(reward[None], done[None], gamma)
 
     def update_rollout(self, reward: jax.Array, done: jax.Array, gamma: jax.Array) -> "ReturnNormalizer":
         """``T`` steps at once (``reward``, ``done``: [T, num_envs]); the statistics take all ``T * num_envs``

@@ -5,6 +5,8 @@ quickstart (a small PPO run on inverted_pendulum that finishes in a few minutes 
 Defaults are the return-landscapes study's (reference A.1-A.3): TD3/SAC train 1M steps with evaluation every
 10k steps and snapshots at 50k, 150k, ..., 950k; PPO trains 60M steps (2048 envs x 16 steps per iteration) with
 ten snapshots. Override anything on the command line: ``--config.num_seeds=20 --config.agent.learning_rate=1e-3``.
+Sweeps: ``--config.sweep.learning_rate="(1e-4,3e-4,1e-3)"`` trains every point's seeds in one kernel
+(`rlland.sweep`).
 The agent keys (``c.agent``) are the agents' ``default_config``: initialiser scales, ``lr_schedule`` /
 ``lr_schedule_steps``, ``reward_scaling`` / ``normalize_rewards`` among them (`rlland.agents.base`).
 """
@@ -35,6 +37,10 @@ def base(algo: str, env: str) -> ml_collections.ConfigDict:
     c.progress = True
     c.on_divergence = "continue"  # a seed with non-finite params or losses is flagged; "stop" ends the run
     c.wandb = ml_collections.ConfigDict(dict(mode="offline", project="rlland", console=False))  # console: wandb output
+    # a sweep in one kernel (rlland.sweep): traced agent keys -> values, e.g. --config.sweep.learning_rate="(1e-4,1e-3)";
+    # several keys make a grid, or are zipped with sweep_mode="zip"; a static key (a shape) is refused
+    c.sweep = ml_collections.ConfigDict({k: () for k in c.agent.keys()})
+    c.sweep_mode = "grid"
     return c
 
 

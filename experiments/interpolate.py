@@ -10,7 +10,7 @@ import os
 
 from absl import flags
 
-from rlland import cli, runs
+from rlland import cli, runs, sweep
 from rlland.landscape import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "interpolate.py")
@@ -27,7 +27,7 @@ def main(argv):
     if _RUN_DIR_B.value:
         config.run_dir_b = _RUN_DIR_B.value
     analysis.analyse_interpolation(config, run_dir)
-    print(f"wrote results and figures into {run_dir}")
+    print(f"wrote results and figures into {', '.join(sweep.analysis_dirs(run_dir))}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 
 from absl import flags
 
-from rlland import cli, runs
+from rlland import cli, runs, sweep
 from rlland.landscape import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "reject.py")
@@ -24,7 +24,7 @@ def main(argv):
     config = _CONFIG.value
     run_dir = runs.resolve_run_dir(_RUN_DIR.value, config)
     analysis.analyse_rejection(config, run_dir)
-    print(f"wrote results and figures into {run_dir}")
+    print(f"wrote results and figures into {', '.join(sweep.analysis_dirs(run_dir))}")
 
 
 if __name__ == "__main__":

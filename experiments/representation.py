@@ -10,7 +10,7 @@ import os
 
 from absl import flags
 
-from rlland import cli
+from rlland import cli, sweep
 from rlland.representation import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "representation.py")
@@ -20,8 +20,9 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experi
 
 def main(argv):
     del argv
-    path = analysis.analyse_run(_CONFIG.value, _RUN_DIR.value)
-    print(analysis.summary(analysis.read_h5(path)[0]))
+    for run_dir in sweep.analysis_dirs(_RUN_DIR.value):  # a sweep run: each point in turn
+        path = analysis.analyse_run(_CONFIG.value, run_dir)
+        print(analysis.summary(analysis.read_h5(path)[0]))
 
 
 if __name__ == "__main__":

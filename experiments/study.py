@@ -6,6 +6,8 @@
 Studies: return_landscapes, pg_subspaces, representation, linear_regions, dqd; scales: smoke, cpu (default),
 paper. Writes one run directory (the drivers' runs, the analyses' h5 files, figures, report.md, report.html).
 Re-running the same command resumes a killed study: finished stages are skipped, the stage in flight resumes.
+Trainings that are sweeps (e.g. ``--config.train.td3.sweep.learning_rate="(1e-4,1e-3)"``) train once, every point
+in one kernel; the analyses and a report then run per point, in <run_dir>/points/<p>/ (rlland.studies.pipeline).
 """
 import os
 
@@ -26,8 +28,9 @@ def main(argv):
     out = studies.run(_CONFIG.value, run_dir=_RUN_DIR.value, force=_FORCE.value)
     ran = out.pop("_ran")
     print(f"stages run now: {', '.join(ran) or 'none (the study was finished)'}")
-    for name, result in out.get("report", {}).items():
-        print(f"{name}: {result['verdict']}")
+    for p, point in enumerate(out.get("points", [out])):  # a study of sweeps: one report per point
+        for name, result in point.get("report", {}).items():
+            print(f"{'' if 'points' not in out else f'point {p}: '}{name}: {result['verdict']}")
     print(f"report: {out['report.md']} and {out['report.html']}")
 
 

@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from rlland import cli, runs
+from rlland import cli, runs, sweep
 from rlland.curvature import layout, run_analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "subspaces.py")
@@ -22,8 +22,9 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experi
 
 def main(argv):
     del argv
-    path = run_analysis.analyse_run(_CONFIG.value, runs.resolve_run_dir(_RUN_DIR.value, _CONFIG.value))
-    print(layout.summary(layout.read_h5(path)[0]))
+    for run_dir in sweep.analysis_dirs(runs.resolve_run_dir(_RUN_DIR.value, _CONFIG.value)):  # sweep: each point
+        path = run_analysis.analyse_run(_CONFIG.value, run_dir)
+        print(layout.summary(layout.read_h5(path)[0]))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
-import jax
 import numpy as np
+
+from rlland.distributed import to_host
 
 try:  # notebook bars need ipywidgets; without it tqdm.auto warns on every bar, so use the plain one
     import ipywidgets  # noqa: F401
@@ -89,7 +90,7 @@ def run(state: Any, position: int, total: int, chunk: Callable[[Any, int], tuple
         while position < total and (max_chunks is None or chunks < max_chunks):
             t0 = time.perf_counter()
             state, metrics = chunk(state, position)
-            metrics = jax.tree.map(np.asarray, metrics)
+            metrics = to_host(metrics)  # np.asarray; gathered from every process under jax.distributed
             seconds += time.perf_counter() - t0
             position, chunks = advance(position, state, metrics), chunks + 1
             step = log_step(position, metrics)

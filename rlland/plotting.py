@@ -6,6 +6,7 @@ machine without a display.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import matplotlib.pyplot as plt
@@ -57,9 +58,27 @@ def learning_curves(steps, returns, title: str = "", ylabel: str = "episode retu
     return fig
 
 
+_CAPTIONS: list[str] = []
+
+
+@contextlib.contextmanager
+def caption(text: str):
+    """Inside this context `save` titles every figure with ``text`` above its own titles (a sweep point's
+    values, `rlland.sweep.per_point`)."""
+    _CAPTIONS.append(text)
+    try:
+        yield
+    finally:
+        _CAPTIONS.pop()
+
+
 def save(fig, path: str, dpi: int = 120, **savefig_kwargs) -> str:
-    """Write ``fig`` as PNG atomically (temp file + rename) and close it: the one figure saver of rlland."""
+    """Write ``fig`` as PNG atomically (temp file + rename) and close it: the one figure saver of rlland.
+    Inside `caption`, the caption is the figure's top line."""
     path = os.fspath(path)
+    if _CAPTIONS:
+        fig.text(0.5, 1.0, " / ".join(_CAPTIONS), ha="center", va="bottom", fontsize=9)
+        savefig_kwargs.setdefault("bbox_inches", "tight")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=dpi, **savefig_kwargs)

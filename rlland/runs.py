@@ -9,6 +9,11 @@ A training run directory (written by `rlland.train.run`)::
 
 QD run directories (`rlland.qd.driver`) share everything here except `build`. Seed ``i`` of a run uses
 ``fold_in(PRNGKey(config.seed), i)``: the same seed whatever ``num_seeds`` is.
+
+A sweep run (`rlland.sweep`) batches points x seeds; its checkpoints and snapshots hold the member-batched state,
+and ``points/<p>/`` are point views: `load_run`, `snapshot_steps` and `load_snapshot` on a point view read the
+sweep's files and give that point's seeds, exactly as for a plain run of the point (the sweep's own directory
+is refused there with the list of its points).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlland import agents, checkpoint, envs, sharding
+from rlland import agents, checkpoint, envs, sharding, sweep
 
 # keys that may change when a training run directory is resumed (they do not change what is computed)
 RESUMABLE_CHANGES = ("total_steps", "wandb", "progress", "run_dir", "force", "on_divergence")
@@ -33,10 +38,17 @@ CONFIG_FILE = "config.json"
 
 # -- configs on disk -----------------------------------------------------------------------------------------
 def jsonable(config: Any) -> dict:
-    """A config as plain JSON types (what config.json holds)."""
+    """A config as plain JSON types (what config.json holds). ``sweep`` keeps only its swept keys, and is left
+    out (with ``sweep_mode``) when there are none: a plain run's config is what it was before sweeps existed."""
     if isinstance(config, dict):
         config = ml_collections.ConfigDict(config)
-    return json.loads(config.to_json_best_effort())
+    out = json.loads(config.to_json_best_effort())
+    if "sweep" in out:  # only the swept keys; none: no sweep at all
+        out["sweep"] = {k: v for k, v in (out["sweep"] or {}).items() if v not in ((), [], None)}
+        if not out["sweep"]:
+            del out["sweep"]
+            out.pop("sweep_mode", None)
+    return out
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -100,7 +112,7 @@ def prepare_run_dir(run_dir: str, config: Any, force: bool, resumable=RESUMABLE_
     than ``resumable``) unless forced, and never deletes anything."""
     try:
         os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write_test")
+        probe = os.path.join(run_dir, ".write_test" + (f".{jax.process_index()}" if jax.process_count() > 1 else ""))
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -179,13 +191,17 @@ def build_eval_env(config: ml_collections.ConfigDict, env: envs.Env | None = Non
 
 
 def default_run_dir(config) -> str:
-    return preset_run_dir(config.algo, config.env.name, config.seed)
+    """`preset_run_dir`, with ``-sweep-<keys>`` appended for a sweep (e.g. ``runs/td3-hopper-seed0-sweep-learning_rate``)."""
+    swept = sweep.spec(config)
+    base = preset_run_dir(config.algo, config.env.name, config.seed)
+    return base if not swept else f"{base}-sweep-{'-'.join(swept)}"
 
 
 def preset_run_dir(algo: str, env: str, seed: int = 0) -> str:
     """``runs/<algo>-<env>-seed<seed>``: where ``configs/train.py:<algo>/<env>`` trains by default, and so the run
-    an analysis preset ``configs/<analysis>.py:<algo>/<env>`` reads."""
-    return os.path.join("runs", f"{algo}-{env}-seed{seed}")
+    an analysis preset ``configs/<analysis>.py:<algo>/<env>`` reads. A suite name's slash becomes ``_``
+    (``minatar/breakout`` -> ``runs/ppo-minatar_breakout-seed0``, the preset spelling ``ppo/minatar_breakout``)."""
+    return os.path.join("runs", f"{algo}-{env.replace('/', '_')}-seed{seed}")
 
 
 def preset_run_dir_of(arg: str | None) -> str:
@@ -205,14 +221,30 @@ def seed_keys(config) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(config.num_seeds))
 
 
+def member_keys(config) -> jax.Array:
+    """``[points x seeds, 2]``: member ``p * S + s`` of a sweep has seed ``s``'s key (`seed_keys`)."""
+    keys = seed_keys(config)
+    return jnp.tile(keys, (sweep.num_points(config), 1))
+
+
 def abstract_state(agent, num_seeds: int):
     """The seed-batched training state's shapes and dtypes (nothing is computed)."""
     keys = jax.ShapeDtypeStruct((num_seeds, 2), jnp.uint32)
     return jax.eval_shape(jax.vmap(agent.init), keys)
 
 
+def not_a_sweep(run_dir: str) -> None:
+    """ValueError naming the point views when ``run_dir`` is a sweep run's own directory (an analysis reads
+    one point at a time)."""
+    points = sweep.point_dirs(run_dir)
+    if points:
+        raise ValueError(f"{run_dir} is a sweep of {len(points)} points: analyse its point views "
+                         f"({', '.join(points)}); the analyses' entry points and scripts do each in turn")
+
+
 def load_run(run_dir: str):
-    """(config, env, agent) of an existing training run directory."""
+    """(config, env, agent) of an existing training run directory (or a sweep's point view)."""
+    not_a_sweep(run_dir)
     config = read_config(run_dir)
     env, agent = build(config)
     return config, env, agent
@@ -234,7 +266,8 @@ def select_seeds(tree: Any, seeds, num_seeds: int) -> tuple[Any, list[int]]:
 
 # -- snapshots -----------------------------------------------------------------------------------------------
 def snapshot_steps(run_dir: str) -> list[int]:
-    return checkpoint.snapshot_steps(run_dir)
+    view = sweep.point_of(run_dir)
+    return checkpoint.snapshot_steps(view["sweep_dir"] if view else run_dir)
 
 
 def load_snapshot(run_dir: str, step: int, agent: Any = None, params_only: bool = False,
@@ -251,12 +284,23 @@ def load_snapshot(run_dir: str, step: int, agent: Any = None, params_only: bool 
     slots are that data, see `rlland.checkpoint`); a ValueError says so if that checkpoint cannot give the exact
     view (older than the snapshot, or its buffer has wrapped).
     """
+    not_a_sweep(run_dir)
     steps = snapshot_steps(run_dir)
     if step not in steps:
         raise ValueError(f"no snapshot at step {step} in {run_dir}; available: {steps}")
     config = read_config(run_dir) if config is None else config
     agent = build(config)[1] if agent is None else agent
+    view = sweep.point_of(run_dir)
+    if view is not None:  # a sweep's point: its members of the sweep's snapshot (same static config, same shapes)
+        members = int(view["num_points"]) * int(config.num_seeds)
+        abstract = sharding.with_sharding(abstract_state(agent, members), members)
+        full = _load_snapshot(view["sweep_dir"], step, abstract, params_only)
+        return sweep.select_point(full, int(view["point"]), int(config.num_seeds))
     abstract = sharding.with_sharding(abstract_state(agent, config.num_seeds), config.num_seeds)
+    return _load_snapshot(run_dir, step, abstract, params_only)
+
+
+def _load_snapshot(run_dir: str, step: int, abstract: Any, params_only: bool) -> Any:
     try:
         sd, has_data = checkpoint.restore_snapshot(run_dir, step, abstract)
     except Exception as err:  # orbax / TensorStore errors carry a long spec and no file name

@@ -1,8 +1,13 @@
 """Place the seed axis of a seed-batched pytree over devices.
 
 One process: a 1-D mesh over ``jax.devices()`` with the seed axis split across it; ``jit`` then runs each
-device's seeds where they live. Many hosts: call ``jax.distributed.initialize()`` first and the same mesh spans
-the global devices. When the number of seeds does not divide evenly, the batch stays on one device (said once).
+device's seeds where they live. When the number of seeds does not divide evenly, the batch stays on one device
+(said once). The axis is the run's member axis (``points x seeds``, `rlland.sweep`) when the run is a sweep.
+
+Many processes (`rlland.distributed`): after ``jax.distributed.initialize()`` the same mesh spans the global
+devices and every process holds its devices' seeds. The axis must then divide evenly (a ValueError says so),
+and host values (a fresh init, a changed hyperparameter) are placed with ``jax.make_array_from_callback``, each
+process taking its own slice of the same host array.
 """
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ def seed_sharding(num_seeds: int) -> NamedSharding | None:
     if len(devices) == 1:
         return None
     if num_seeds % len(devices):
+        if jax.process_count() > 1:
+            raise ValueError(f"{num_seeds} seeds (x sweep points) do not split evenly over the {len(devices)} "
+                             f"devices of {jax.process_count()} processes; use a multiple of {len(devices)}")
         warnings.warn(f"{num_seeds} seeds do not split evenly over {len(devices)} devices; using one device")
         return None
     return NamedSharding(Mesh(np.array(devices), (SEED_AXIS,)), PartitionSpec(SEED_AXIS))
@@ -29,7 +37,18 @@ def seed_sharding(num_seeds: int) -> NamedSharding | None:
 def shard_seeds(tree, num_seeds: int):
     """``tree`` with every leaf's leading (seed) axis split over the devices."""
     sharding = seed_sharding(num_seeds)
-    return tree if sharding is None else jax.device_put(tree, sharding)
+    if sharding is None:
+        return tree
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def place(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        host = np.asarray(x)  # a host-local value, the same on every process
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place, tree)
 
 
 def state_sharding(num_seeds: int) -> jax.sharding.Sharding:

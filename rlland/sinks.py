@@ -9,6 +9,10 @@
     train/<metric>        [S, C]          chunk-mean of each training metric (episode_return: mean over the
                                           episodes that ended in the chunk, NaN if none did)
     attrs: config (JSON), compile_seconds
+
+A sweep (`rlland.sweep`, P points): every ``[S, ...]`` above is ``[P, S, ...]``, and ``diverged_at`` [P, S]; the
+points are the datasets ``sweep/<key>`` [P] (each point's value of each swept key) and the attributes
+``sweep_keys`` and ``sweep_labels``; ``points/<p>/metrics.h5`` holds point p's seeds in the layout above.
 """
 from __future__ import annotations
 
@@ -137,7 +141,9 @@ def history_rows(*tables: tuple[np.ndarray, dict[str, np.ndarray]]) -> list[tupl
 
 
 class WandbSink:
-    """One wandb run per seed, grouped under the experiment; ``mode`` online | offline | disabled.
+    """One wandb run per seed, grouped under the experiment; ``mode`` online | offline | disabled. A sweep's
+    members (``points``): one group per point (``<group>-p<p>``), runs ``p<p>-seed<s>`` with the point's values
+    in their config (``sweep.<key>``); ``log`` then takes member-axis arrays.
 
     Ids are ``<run_id>-seed<i>`` and the group ``<basename>-<run_id>``, with ``run_id`` the run directory's
     stable id (`rlland.runs.run_id`): two directories with the same basename never share a wandb run or group,
@@ -148,7 +154,7 @@ class WandbSink:
     """
 
     def __init__(self, run_dir: str, run_id: str, num_seeds: int, config: dict, mode: str = "offline",
-                 project: str = "rlland", entity: str | None = None, console: bool = False):
+                 project: str = "rlland", entity: str | None = None, console: bool = False, points=()):
         self.runs = []
         if mode == "disabled":
             return
@@ -160,11 +166,17 @@ class WandbSink:
         settings = wandb.Settings(console="auto" if console else "off", quiet=not console,
                                   show_info=console, show_warnings=console)
         group = f"{os.path.basename(os.path.abspath(run_dir))}-{run_id}"
-        for seed in range(num_seeds):
-            self.runs.append(wandb.init(project=project, entity=entity or None, group=group, name=f"seed{seed}",
-                                        id=f"{run_id}-seed{seed}", dir=run_dir, mode=mode, resume="allow",
-                                        config=config | {"seed_index": seed}, reinit="create_new",
-                                        settings=settings))
+        # a sweep (points, `rlland.sweep`): one group per point, runs in member order (point-major)
+        members = [("", None, {})] if not points else [
+            (f"-p{p}", p, {"sweep_point": p, **{f"sweep.{k}": v for k, v in point.items()}})
+            for p, point in enumerate(points)]
+        for suffix, p, extra in members:
+            for seed in range(num_seeds):
+                name = f"seed{seed}" if p is None else f"p{p}-seed{seed}"
+                self.runs.append(wandb.init(project=project, entity=entity or None, group=group + suffix,
+                                            name=name, id=f"{run_id}-{name}", dir=run_dir, mode=mode,
+                                            resume="allow", config=config | {"seed_index": seed} | extra,
+                                            reinit="create_new", settings=settings))
 
     def log(self, step: int, per_seed: dict[str, np.ndarray]) -> None:
         """``per_seed`` maps metric names to arrays with a leading seed axis."""

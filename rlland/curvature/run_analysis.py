@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlland import runs, sharding
+from rlland import runs, sharding, sweep
 from rlland.buffers import check_fits
 from rlland.curvature import figures, layout
 from rlland.curvature.analysis import analyse_snapshot, on_policy_rollouts, resolve_subspace_sizes
@@ -163,6 +163,7 @@ def _needs_basis(previous: Results, step: int, steps, t1_steps) -> bool:
     return any((t1, t2, loss) not in previous.overlaps for t1, t2 in pairs for loss in previous.per_step[step])
 
 
+@sweep.per_point  # a sweep run: each point view in turn
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,
                 compiler_options: dict | None = None) -> str:
     """Run the analysis of the module docstring on ``run_dir``; writes ``<run_dir>/subspaces.h5`` (layout:

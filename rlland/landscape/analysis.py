@@ -44,7 +44,7 @@ import os
 import jax
 import numpy as np
 
-from rlland import loop, runs
+from rlland import loop, runs, sweep
 from rlland.divergence import finite
 from rlland.landscape import figures, io, operators, purd as purd_lib, reject as reject_lib, stats
 from rlland.landscape.interpolation import interpolation_purd
@@ -164,6 +164,7 @@ def _blocks(num_samples: int, block_size: int, chunk_size: int) -> tuple[int, in
     return blocks, math.ceil(num_samples / blocks)
 
 
+@sweep.per_point  # a sweep run: each point view in turn
 def analyse_purd(c, run_dir: str, verbose: bool = True) -> dict:
     """PURDs of ``run_dir``'s snapshots (``c``: configs/purd.py; see the module docstring for the file, resuming
     and refusals); returns ``{group: datasets}`` of the steps computed by this call."""
@@ -294,6 +295,7 @@ def make_pairs(c, run_config, steps_available) -> list[tuple[int, int, int, int]
     return [(s, ta, s if c.same_seed else s + 1, tb) for s in seeds for ta, tb in itertools.combinations(steps, 2)]
 
 
+@sweep.per_point  # a sweep run: each point view in turn
 def analyse_interpolation(c, run_dir: str, verbose: bool = True) -> dict:
     """PURDs along ``(1 - a) A + a B`` for each pair (``c``: configs/interpolate.py; B from ``c.run_dir_b``)."""
     run_dir_b = c.run_dir_b or run_dir
@@ -357,6 +359,7 @@ def interpolation_figure(run_dir, results) -> list[str]:
 
 
 # -- CVaR rejection ------------------------------------------------------------------------------------------
+@sweep.per_point  # a sweep run: each point view in turn
 def analyse_rejection(c, run_dir: str, verbose: bool = True) -> dict:
     """Algorithm 1 from one snapshot, every selected seed repeated ``c.num_repeats`` times (the study's "reject
     seeds"), all as one ``jit(vmap(reject_train))`` (``c``: configs/reject.py). Returns the curves."""

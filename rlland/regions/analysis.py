@@ -93,10 +93,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlland import envs, runs, sharding, sinks
+from rlland import envs, runs, sharding, sinks, sweep
+from rlland.envs import car
 from rlland.regions import policy as rp
 from rlland.regions.layers import pieces_upper_bound
-from rlland.regions.plane import plane_partition, plot_plane_regions, plot_state_plane_trajectory, save_figure
+from rlland.regions.plane import (FRAMES, plane_partition, plane_polygons, plot_plane_regions,
+                                  plot_state_plane_trajectory, save_figure, state_plane_box)
 from rlland.validation import require_choice
 
 LAYOUT, LAYOUT_VERSION = "regions", 2
@@ -282,6 +284,7 @@ def settings(c: ml_collections.ConfigDict, seeds, fixed_step: int, length: int) 
                       sort_keys=True, default=str)
 
 
+@sweep.per_point  # a sweep run: each point view in turn
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True,
                 compiler_options: dict | None = None) -> str:
     """Run the analysis of the module docstring on ``run_dir``, writing ``regions.h5`` after every snapshot

@@ -45,7 +45,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rlland import runs, sinks
+from rlland import runs, sinks, sweep
 from rlland.representation import figures
 from rlland.representation.plasticity import plasticity
 from rlland.validation import require_choice
@@ -125,6 +125,7 @@ def probe_batches(c: ml_collections.ConfigDict, run_dir: str, run_config, agent,
             time.perf_counter() - t1
 
 
+@sweep.per_point  # a sweep run: each point view in turn
 def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True) -> str:
     """Run the probe over the run's snapshots, writing ``representation.h5`` after every snapshot batch (snapshots
     already there with the same settings are skipped), then (``c.figures``) the figures; returns the h5 path.

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from rlland import configs as config_files, runs, train
+from rlland import configs as config_files, runs, sweep, train
 from rlland.qd import driver as qd_driver
 from rlland.studies import report as report_lib
 from rlland.studies.stages import Stage, fraction_hook, run_stages
@@ -133,7 +133,46 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     study = module(config.study)
     runs.prepare_run_dir(run_dir, config, force, resumable=RESUMABLE)
     runs.write_config(run_dir, config)
+    if any(sweep.spec(t) for t in (config.get("train", None) or {}).values()):
+        return _run_sweep(config, run_dir, study)
     stages = study.stages(config, run_dir) + [report_stage(config, run_dir, lambda: study.report(config, run_dir))]
     out = run_stages(run_dir, stages, desc=f"{config.study}/{config.scale}", progress=bool(config.progress))
     out["report.md"], out["report.html"] = (os.path.join(run_dir, n) for n in ("report.md", "report.html"))
+    return out
+
+
+def _run_sweep(config, run_dir: str, study) -> dict:
+    """A study whose trainings (``config.train.<label>.sweep``) are sweeps: every training runs once, all its
+    points in one kernel; then the study's analyses and report run once per point, in ``<run_dir>/points/<p>/``
+    whose ``<label>`` links to that point's view (`rlland.sweep`) of each swept training (an unswept one links
+    to the whole run). The swept trainings must have the same number of points; point p of each goes together.
+    Returns ``{"points": [each point's result], "_ran": [...], "report.md"/"report.html": [paths]}``."""
+    counts = {label: len(sweep.points(t)) for label, t in config.train.items() if sweep.spec(t)}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"the swept trainings of a study need the same number of points; got {counts}")
+    num_points = next(iter(counts.values()))
+    trainings = [s for s in study.stages(config, run_dir) if s.name.startswith(("train_", "qd_"))]
+    out = {"_ran": list(run_stages(run_dir, trainings, desc=f"{config.study}/{config.scale} trainings",
+                                   progress=bool(config.progress))["_ran"]), "points": []}
+    for p in range(num_points):
+        pdir = os.path.join(run_dir, sweep.POINTS_DIR, str(p))
+        pconfig = ml_collections.ConfigDict(config.to_dict())
+        for label, t in config.train.items():
+            if label in counts:
+                pconfig.train[label] = sweep.with_point(t, sweep.points(t)[p])
+        os.makedirs(pdir, exist_ok=True)
+        for label in list(config.get("train", {}).keys()) + list(config.get("qd", {}).keys()):
+            link, target = os.path.join(pdir, label), os.path.join(run_dir, label)
+            target = sweep.point_dir(target, p) if label in counts else target
+            if not os.path.lexists(link):
+                os.symlink(os.path.relpath(target, pdir), link)
+        runs.write_config(pdir, pconfig)
+        stages = [s for s in study.stages(pconfig, pdir) if not s.name.startswith(("train_", "qd_"))]
+        stages.append(report_stage(pconfig, pdir, lambda c=pconfig, d=pdir: study.report(c, d)))
+        result = run_stages(pdir, stages, desc=f"{config.study}/{config.scale} point {p}",
+                            progress=bool(config.progress))
+        out["_ran"] += [f"points/{p}/{name}" for name in result.pop("_ran")]
+        out["points"].append(result)
+    out["report.md"], out["report.html"] = ([os.path.join(run_dir, sweep.POINTS_DIR, str(p), n)
+                                             for p in range(num_points)] for n in ("report.md", "report.html"))
     return out

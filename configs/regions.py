@@ -1,5 +1,10 @@
-"""Linear-regions analysis settings: ``--config=configs/regions.py`` (the study's settings, reference B.2) or
-``--config=configs/regions.py:quick`` (short trajectories, few lines and a coarse plane: a CPU look in minutes).
+"""Linear-regions analysis settings: ``--config=configs/regions.py`` (the study's settings and protocol, reference
+B.2), ``--config=configs/regions.py:quick`` (short trajectories, few lines and a coarse grid: a CPU look in minutes)
+or ``--config=configs/regions.py:car1d`` (the study's settings with the state-plane box of its 1-D car picture,
+for runs on ``car1d``, :mod:`rlland.envs.car`).
+
+The study's protocol is the default; rlland's earlier choices stay as options (``--config.normalizer=snapshot
+--config.line_origin=input --config.plane.frame=rlland``), see :mod:`rlland.regions.analysis`.
 
 Used by ``experiments/regions.py --run_dir=<training run>`` (:func:`rlland.regions.analysis.analyse_run`; that module
 documents what is computed and the h5 layout). Every key is read by the analysis, which has no defaults of its own.
@@ -8,6 +13,8 @@ and observation normalisation as Cohan et al.'s SB3 PPO, or ``--config.agent.act
 Override anything on the command line, e.g. ``--config.num_lines=200 --config.steps="(50000, 950000)"``.
 """
 import ml_collections
+
+from rlland.envs import car
 
 
 def study() -> ml_collections.ConfigDict:
@@ -21,6 +28,12 @@ def study() -> ml_collections.ConfigDict:
         policy="deterministic",  # fixed / current trajectories: "deterministic" (reference default) | "stochastic"
         # episodes per kind: the reference uses one fixed and one current trajectory and 10 random ones
         num_episodes=dict(fixed=1, current=1, random=10),
+        # random trajectories and lines normalised with "reference": the fixed_step snapshot's observation normaliser
+        # for every snapshot (the study: the best checkpoint's) | "snapshot": each snapshot's own (rlland's earlier)
+        normalizer="reference",
+        # "origin" lines through "raw": the raw zero state normalised (the study) | "input": the origin of the
+        # normalised input space (rlland's earlier; biases 0 at initialisation put every neuron's hyperplane there)
+        line_origin="raw",
         max_pieces=64,  # 1-D buffer per trajectory segment; doubled (up to the exact bound) on overflow
         num_lines=100,  # lines per family (origin, mean), reference B.2 default
         line_max_pieces=0,  # buffer per infinite line; 0 = min(prod(width + 1), max(64, 4 * hidden neurons))
@@ -28,10 +41,12 @@ def study() -> ml_collections.ConfigDict:
         episode_batch=0,  # > 0: trajectory metrics this many episodes at a time (bounds memory); 0 = all at once
         plane=dict(
             enabled=True,
-            resolution=200,  # grid points per side of the plane picture
+            frame="study",  # orientation of the square: "study" (the reference's get_sample_plane) | "rlland"
+            resolution=200,  # grid points per side of the grid count stored beside the exact polygons
             margin=1.25,  # square half-side / circumradius, as the reference
             gridlines=True,  # also count exactly along the 2R grid lines (a tighter lower bound)
             anchor_seed=0,  # numpy seed for the three anchor states drawn from the fixed trajectory
+            state_bounds=(),  # 2-D state spaces: ((x0, x1), (y0, y1)) of raw states drawn; () = the trajectory's box
         ),
         figures=True,
     ))
@@ -46,9 +61,17 @@ def quick() -> ml_collections.ConfigDict:
     return c
 
 
+def car1d() -> ml_collections.ConfigDict:
+    c = study()
+    c.plane.state_bounds = car.STATE_PLANE_BOUNDS  # the study's visualize_2d.py box: x in [-50, 150], v in [-20, 20]
+    return c
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if not arg or arg == "study":
         return study()
     if arg == "quick":
         return quick()
-    raise ValueError(f"config argument must be empty, 'study' or 'quick', got {arg!r}")
+    if arg == "car1d":
+        return car1d()
+    raise ValueError(f"config argument must be empty, 'study', 'quick' or 'car1d', got {arg!r}")

@@ -6,6 +6,16 @@
     python experiments/regions.py --run_dir=runs/ppo-hopper-relu
     python experiments/regions.py --run_dir=runs/ppo-hopper-relu --config=configs/regions.py:quick \
         --config.steps="(5996544, 11993088)" --config.seeds="(0, 1)"
+
+The study's protocol is the default (``configs/regions.py``); ``--config.normalizer=snapshot
+--config.line_origin=input --config.plane.frame=rlland`` gives rlland's earlier choices. The study's 1-D car
+(``car1d``, 2-D states) also gets the picture of its state plane (exact polygons, the study's box):
+
+    python experiments/train.py --config=configs/train.py:ppo_relu/car1d --run_dir=runs/ppo-car1d-relu \
+        --config.agent.hidden_sizes="(16, 16)" --config.agent.num_envs=16 --config.agent.unroll_length=128 \
+        --config.agent.num_minibatches=4 --config.total_steps=204800 --config.eval_interval=20480 \
+        --config.checkpoint_interval=20480 --config.snapshot_steps="(20480, 204800)"
+    python experiments/regions.py --run_dir=runs/ppo-car1d-relu --config=configs/regions.py:car1d
 """
 import os
 
@@ -15,7 +25,7 @@ from rlland import cli, sweep
 from rlland.regions import analysis
 
 _DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "regions.py")
-_CONFIG = cli.define_config(_DEFAULT, "regions analysis config file (path[:study|quick])")
+_CONFIG = cli.define_config(_DEFAULT, "regions analysis config file (path[:study|quick|car1d])")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "run directory written by experiments/train.py", required=True)
 
 

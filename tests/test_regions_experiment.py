@@ -3,9 +3,12 @@
 Unit tests use a toy 2-D core (no Brax): ``actor_layers`` must reproduce each actor type's hidden features (with and
 without observation normalisation, folded or not), ``collect_trajectory`` must mask after the episode ends, and the
 plane / state-plane figures must be written. A module fixture trains a tiny ReLU PPO run with ``train.run``
-(inverted_pendulum on spring, 50-step episodes, 8-8 nets, 2 seeds, 2 snapshots) and runs the analysis on it with
-its default buffers; every stored count is compared with a direct ``regions.trajectory_metrics`` call with a buffer
-that cannot overflow (the buffer-doubling retry is tested on its own with a fake analysis).
+(the study's 1-D car, ``car1d``, 50-step episodes, 8-8 nets, 2 seeds, 2 snapshots) and runs the analysis on it with
+its default buffers and the study's protocol; every stored count is compared with a direct
+``regions.trajectory_metrics`` call with a buffer that cannot overflow, under the normaliser the protocol names
+(each snapshot's own for the fixed and current trajectories, the last snapshot's for the random ones and the
+lines, whose "origin" is the raw zero state normalised); the buffer-doubling retry is tested on its own with a
+fake analysis.
 """
 import importlib.util
 import os
@@ -18,7 +21,7 @@ import numpy as np
 import pytest
 
 from rlland import agents, regions, train, runs
-from rlland.envs import Env
+from rlland.envs import Env, car
 from rlland.normalization import RunningStats
 from rlland.regions import analysis
 
@@ -208,6 +211,13 @@ def test_plane_and_state_plane_figures(toy_trajectories, tmp_path):
     plane_c.gridlines = False  # (exact grid-line counting is tested in test_regions.py)
     data, attrs, part = analysis.plane_analysis(agent, p, t.states[0], t.mask[0], plane_c, seed=0, step=7)
     assert data["plane/region_ids"].shape == (24, 24) and int(data["plane/num_regions"]) >= 1
+    # the exact polygons: at least the regions the grid shows, stored as vertices + offsets tiling the square
+    n_exact, off = int(data["plane/num_regions_exact"]), data["plane/polygons/offsets"]
+    assert n_exact >= int(data["plane/num_regions"]) and attrs["plane.frame"] == "study"
+    assert off[0] == 0 and off[-1] == len(data["plane/polygons/vertices"]) and np.all(np.diff(off) >= 3)
+    area = sum(regions.polygon_area(data["plane/polygons/vertices"][a:b]) for a, b in zip(off[:-1], off[1:]))
+    assert area == pytest.approx(4.0, rel=1e-9)
+    assert sorted(set(data["plane/polygons/region_ids"].tolist())) == list(range(n_exact))
     e_t = np.asarray(attrs["plane.anchor_indices"])
     assert np.all(t.mask[0][e_t[:, 0], e_t[:, 1]])
     paths = analysis.plane_figures(agent, p, part, t.states[0], t.mask[0], str(tmp_path), plane_c, seed=0,
@@ -222,10 +232,10 @@ def test_plane_and_state_plane_figures(toy_trajectories, tmp_path):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    c = train_config.base("ppo", "inverted_pendulum")
+    c = train_config.base("ppo", car.NAME)
     c.env.episode_length = EPISODE
     c.agent.update(hidden_sizes=(8, 8), activation="relu", num_envs=4, unroll_length=8, num_minibatches=2,
-                   epochs=1)
+                   epochs=1, normalize_observations=True)  # per-snapshot normalisers: the protocol matters
     c.num_seeds = SEEDS
     c.total_steps = STEPS[-1]
     c.eval_interval = c.checkpoint_interval = STEPS[-1]
@@ -253,10 +263,11 @@ def result(run_dir):
 
 def test_h5_layout(result):
     c, d, attrs = result
-    S, N, T, D = SEEDS, len(STEPS), EPISODE, 4
+    S, N, T, D = SEEDS, len(STEPS), EPISODE, 2
     assert list(d["steps"]) == list(STEPS) and list(d["seeds"]) == [0, 1]
     assert attrs["rlland_layout"] == "regions" and attrs["algo"] == "ppo" and attrs["num_neurons"] == 16
     assert attrs["config.num_lines"] == 8 and attrs["length"] == T and attrs["fixed_step"] == STEPS[-1]
+    assert attrs["config.normalizer"] == "reference" and attrs["config.line_origin"] == "raw"
     for kind, E in (("fixed", 1), ("current", 1), ("random", 2)):
         for name in analysis.METRICS:
             assert d[f"{kind}/{name}"].shape == (S, N), (kind, name)
@@ -272,6 +283,7 @@ def test_h5_layout(result):
     assert list(d["max_pieces/segments"]) == [64, 64] and list(d["max_pieces/lines"]) == [64, 64]
     assert d["plane/region_ids"].shape == (32, 32) and int(d["plane/num_regions"]) >= 1
     assert int(d["plane/num_regions_gridlines"]) == -1  # not requested
+    assert int(d["plane/num_regions_exact"]) >= int(d["plane/num_regions"])
     idx = np.asarray(attrs["plane.anchor_indices"])
     np.testing.assert_array_equal(d["plane/anchors_raw"], d["fixed/states"][0][idx[:, 0], idx[:, 1]])
 
@@ -284,23 +296,30 @@ def test_densities_finite_and_nonnegative(result):
             assert np.all(np.isfinite(v)) and np.all(v >= 0), (kind, name)
         np.testing.assert_allclose(d[f"{kind}/episodes/density_per_neuron"] * 16, d[f"{kind}/episodes/density"],
                                    rtol=1e-5)
-    # the fixed trajectory is the last snapshot's deterministic episode: a full 50 steps, 4-D states
+    # the fixed trajectory is the last snapshot's deterministic episode: a full 50 steps, 2-D states
     assert np.all(d["fixed/mask"].sum(-1) >= 2)
 
 
 def test_transitions_equal_direct_trajectory_metrics(result, run_dir):
-    _, d, _ = result
+    """Every count, recomputed under the study's protocol: the fixed and current trajectories under each snapshot's
+    own normaliser, the random trajectories and the lines under the reference (last, fixed_step) snapshot's."""
+    c, d, _ = result
     _, _, agent = runs.load_run(run_dir)
+    last = runs.load_snapshot(run_dir, STEPS[-1]).params
+    line_keys = analysis.analysis_keys(c.seed, range(SEEDS))["lines"]
+    own_vs_ref = []
     for j, step in enumerate(STEPS):
         params = runs.load_snapshot(run_dir, step).params
         for s in range(SEEDS):
             p = runs.select_seed(params, s)
             layers = regions.actor_layers(agent, p, fold_obs_norm=False)
-            mean, std = regions.input_normalizer(agent, p)
-            trajs = {"fixed": (d["fixed/states"][s], d["fixed/mask"][s]),
-                     "current": (d["current/states"][s, j], d["current/mask"][s, j]),
-                     "random": (d["random/states"][s], d["random/mask"][s])}
-            for kind, (states, masks) in trajs.items():
+            own = regions.input_normalizer(agent, p)
+            ref = regions.input_normalizer(agent, runs.select_seed(last, s))
+            own_vs_ref.append(float(np.abs(np.asarray(own[0]) - np.asarray(ref[0])).max()))
+            trajs = {"fixed": (d["fixed/states"][s], d["fixed/mask"][s], own),
+                     "current": (d["current/states"][s, j], d["current/mask"][s, j], own),
+                     "random": (d["random/states"][s], d["random/mask"][s], ref)}
+            for kind, (states, masks, (mean, std)) in trajs.items():
                 for e in range(states.shape[0]):
                     m = regions.trajectory_metrics(layers, states[e], mask=masks[e], mean=mean, std=std,
                                                    max_pieces=81)  # prod(8 + 1, 8 + 1): cannot overflow
@@ -309,15 +328,22 @@ def test_transitions_equal_direct_trajectory_metrics(result, run_dir):
                     assert int(m.num_transitions) == d[f"{kind}/episodes/transitions"][s, j, e], where
                     assert int(m.num_regions_pieces) == d[f"{kind}/episodes/unique_patterns"][s, j, e], where
                     np.testing.assert_allclose(m.length, d[f"{kind}/episodes/length"][s, j, e], rtol=1e-6)
+            # the lines: the same draws (the analysis's keys), the reference normaliser, the raw zero state
+            k_origin, k_mean = jax.random.split(line_keys[s])
+            flat = d["fixed/states"][s].reshape(-1, 2), d["fixed/mask"][s].reshape(-1)
+            for through, k in (("origin", k_origin), ("mean", k_mean)):
+                lc = regions.policy_line_counts(agent, p, k, *flat, num_lines=8, through=through, normalizer=ref,
+                                                max_pieces=81)
+                np.testing.assert_array_equal(lc.counts, d[f"lines/{through}/counts"][s, j], err_msg=(through, s, j))
+    assert max(own_vs_ref) > 1e-3  # the snapshots' normalisers differ: the protocol is tested, not a no-op
 
 
 def test_figures_written(result, run_dir):
-    names = ["regions_density.png", "regions_lines.png", f"regions_plane_seed0_step{STEPS[-1]}.png"]
+    names = ["regions_density.png", "regions_lines.png", f"regions_plane_seed0_step{STEPS[-1]}.png",
+             f"regions_state_plane_seed0_step{STEPS[-1]}.png"]  # the car's 2-D state plane
     for name in names:
         path = os.path.join(run_dir, "figures", name)
         assert os.path.isfile(path) and os.path.getsize(path) > 1000, name
-    # inverted_pendulum has 4-D states: no state-plane picture
-    assert not any(f.startswith("regions_state_plane") for f in os.listdir(os.path.join(run_dir, "figures")))
 
 
 def test_rerun_skips_and_a_lost_snapshot_is_recomputed_alone(result, run_dir, tmp_path, capsys):

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from rlland.envs import car
 from rlland.envs.adapter import Core, Env, EnvState, Step
 from rlland.envs.brax_core import BACKENDS, BraxCore, brax_names
 from rlland.envs.probes import PROBES, ProbeCore
@@ -30,6 +31,8 @@ def make(name: str, backend: str = "spring", episode_length: int | None = 1000, 
         ``reset_noise_scale``; otherwise the start drawn from a constant key).
       **env_kwargs: passed to the Brax environment's constructor.
     """
+    if name == car.NAME:  # the 1-D car of Cohan et al. 2022 (rlland.envs.car)
+        return car.make(episode_length, fixed_start, **env_kwargs)
     if name in PROBES:
         if env_kwargs:
             raise ValueError(f"probe task {name!r} takes no env kwargs, got {sorted(env_kwargs)}")

@@ -16,11 +16,14 @@ Trajectories and random lines::
     m = regions.trajectory_metrics(layers, states, mean=mu, std=sd)  # transitions, unique regions, densities
     lc = regions.random_line_counts(key, layers, center, num_lines=100)
 
-2-D pictures::
+2-D pictures (the plane's square in the study's frame by default, ``frame="rlland"`` for rlland's earlier one;
+regions drawn as exact polygons, ``method="grid"`` for a grid)::
 
-    part = regions.plane_partition(layers, three_states, resolution=200)
+    frame = regions.plane_frame(three_states)                         # x(u, v) = O + u e1 + v e2, [-1, 1]^2
+    exact = regions.plane_polygons(layers, frame)                     # every region meeting the square, exactly
+    part = regions.plane_partition(layers, three_states, resolution=200)   # jit-able grid (a lower bound)
     fig = regions.plot_plane_regions(layers, three_states)
-    fig = regions.plot_state_plane_trajectory(layers, trajectory_2d)
+    fig = regions.plot_state_plane_trajectory(layers, trajectory_2d, bounds=((-50, 150), (-20, 20)))
 
 Agents and snapshots (:mod:`rlland.regions.policy`; one seed, vmap over the snapshot's seed axis)::
 
@@ -46,15 +49,20 @@ from rlland.regions.counting import (
     count_segments,
     segment_breakpoints,
 )
+from rlland.regions.polygons import PlaneRegions, polygon_area, polygon_regions
 from rlland.regions.plane import (
+    FRAMES,
     PlaneFrame,
     PlanePartition,
     grid_region_ids,
     plane_frame,
     plane_partition,
+    plane_polygons,
     plot_plane_regions,
     plot_state_plane_trajectory,
     save_figure,
+    state_plane_box,
+    state_plane_polygons,
 )
 from rlland.regions.trajectory import (
     LineCounts,
@@ -74,6 +82,11 @@ __all__ = [
     "random_line_counts",
     "state_line_counts",
     "plane_partition",
+    "plane_polygons",
+    "polygon_regions",
+    "polygon_area",
+    "state_plane_polygons",
+    "state_plane_box",
     "plane_frame",
     "grid_region_ids",
     "plot_plane_regions",
@@ -87,10 +100,13 @@ __all__ = [
     "SegmentRegions",
     "TrajectoryMetrics",
     "LineCounts",
+    "FRAMES",
     "PlaneFrame",
     "PlanePartition",
+    "PlaneRegions",
 ]
 from rlland.regions.policy import (  # noqa: E402  (agents/snapshots -> region metrics)
+    ORIGINS,
     POLICIES,
     PolicyTrajectory,
     actor_layers,
@@ -106,6 +122,7 @@ from rlland.regions.policy import (  # noqa: E402  (agents/snapshots -> region m
 )
 
 __all__ += [
+    "ORIGINS",
     "POLICIES",
     "PolicyTrajectory",
     "actor_layers",

@@ -3,14 +3,24 @@
 ``analyse_run(config, run_dir)`` (config: ``configs/regions.py``; command line: ``experiments/regions.py``). The
 run's actor must be a ReLU MLP (``--config.agent.activation=relu`` when training; PPO defaults to tanh). For every
 seed (vmapped: one ``jit(vmap(...))`` over the seed axis of the snapshot) and every selected snapshot (host loop),
-with raw states and the snapshot's own observation normaliser (see :mod:`rlland.regions.policy`):
+with raw states (see :mod:`rlland.regions.policy`):
 
 * ``fixed``: ``num_episodes.fixed`` trajectories of the FINAL policy (snapshot ``fixed_step``, default the last),
   collected once per seed and evaluated under every snapshot's network (the reference's fixed trajectory);
 * ``current``: ``num_episodes.current`` trajectories of each snapshot's own policy;
 * ``random``: ``num_episodes.random`` uniform-random-action trajectories, collected once per seed;
-* ``lines``: ``num_lines`` infinite lines through a state of the fixed trajectories and the origin of the input
-  space (``origin``) or the mean fixed-trajectory state (``mean``), counted exactly (reference "random lines").
+* ``lines``: ``num_lines`` infinite lines through a state of the fixed trajectories and the origin (``origin``)
+  or the mean fixed-trajectory state (``mean``), counted exactly (reference "random lines").
+
+The study's protocol is the default (reference B.2, ``compute_metrics.py``): ``fixed`` and ``current`` are
+normalised with each snapshot's own observation normaliser; ``random`` and the lines with ONE normaliser for every
+snapshot, the reference snapshot's (``fixed_step``, standing for the study's best checkpoint: rlland keeps no
+best-checkpoint statistics, and ``fixed_step`` is also the policy of the fixed trajectory) - config
+``normalizer="reference"``; ``"snapshot"`` is rlland's earlier choice (each snapshot's own for everything). The
+``origin`` lines pass through the raw zero state normalised with that normaliser, ``-mean / std`` - config
+``line_origin="raw"``; ``"input"`` is rlland's earlier choice (the origin of the normalised input space, which at
+initialisation, biases 0, puts every first-layer hyperplane through the line's anchor: exactly 2 regions per
+line for one hidden layer). Without observation normalisation all choices coincide.
 
 Keys (:func:`analysis_keys`): seed index ``s`` uses ``fold_in(PRNGKey(config.seed), s)`` split into (fixed,
 current, random, lines); the same keys serve every snapshot (common random numbers: start states and line draws do
@@ -68,9 +78,13 @@ T = length, d = observation size, L = num_lines, R = plane resolution), one grou
     plane/anchors                        float32 [3, d]       the three states in the network's input space
     plane/anchors_raw                    float32 [3, d]       the same, raw
     plane/anchors_uv                     float32 [3, 2]
-    plane/num_regions, plane/num_regions_gridlines, plane/overflow    scalars (grid count = lower bound)
+    plane/num_regions, plane/num_regions_gridlines, plane/overflow    scalars (grid counts = lower bounds)
+    plane/num_regions_exact              int64  []            regions meeting the square (exact polygons)
+    plane/polygons/vertices              float64 [V, 2]       the polygons' vertices in (u, v), concatenated
+    plane/polygons/offsets               int64  [P + 1]       polygon i is vertices[offsets[i]:offsets[i + 1]]
+    plane/polygons/region_ids            int64  [P]           region of each polygon
     attrs: settings (JSON), config.* (flattened analysis config), run_dir, algo, env, hidden_sizes, num_neurons,
-           normalize_observations, fixed_step, length, plane.seed, plane.step, plane.anchor_indices;
+           normalize_observations, fixed_step, length, plane.seed, plane.step, plane.anchor_indices, plane.frame;
            per snapshot step_<step>.settings, step_<step>.compile_seconds, step_<step>.run_seconds
 
 :func:`read_h5` returns the table the figures and :func:`summary` use: the run-level datasets and each per-snapshot
@@ -78,8 +92,10 @@ dataset stacked on a snapshot axis, ``<name>`` ``[S, N, ...]`` (``max_pieces/*``
 
 Figures in ``<run_dir>/figures/``: ``regions_density.png`` (density and density per neuron vs env steps, per
 seed + mean, for fixed / current / random), ``regions_lines.png`` (mean regions per line vs steps),
-``regions_plane_seed<s>_step<step>.png`` and, for 2-D state spaces,
-``regions_state_plane_seed<s>_step<step>.png`` (the state plane with the fixed trajectory).
+``regions_plane_seed<s>_step<step>.png`` (exact polygons on the plane's square, in the ``plane.frame`` frame; the
+title gives the exact count and what the ``plane.resolution`` grid shows) and, for 2-D state spaces (the 1-D car,
+:mod:`rlland.envs.car`), ``regions_state_plane_seed<s>_step<step>.png`` (exact polygons over ``plane.state_bounds``
+or the trajectory's box, with the fixed trajectory).
 """
 from __future__ import annotations
 
@@ -114,6 +130,7 @@ METRICS = {  # h5 name -> TrajectoryMetrics field
     "timesteps": "num_timesteps", "overflow": "overflow",
 }
 KEY_NAMES = ("fixed", "current", "random", "lines")
+NORMALIZERS = ("reference", "snapshot")  # random trajectories and lines: the fixed_step snapshot's | each one's own
 
 
 # -- keys, buffers ---------------------------------------------------------------------------------------------
@@ -172,6 +189,13 @@ def select_steps(c: ml_collections.ConfigDict, available: list[int], run_dir: st
 def check_config(c: ml_collections.ConfigDict) -> dict[str, int]:
     """ValueError for an invalid analysis config; returns the episodes per kind."""
     require_choice("config.policy", c.policy, ("deterministic", "stochastic"))
+    require_choice("config.normalizer", c.normalizer, NORMALIZERS)
+    require_choice("config.line_origin", c.line_origin, rp.ORIGINS)
+    require_choice("config.plane.frame", c.plane.frame, FRAMES)
+    bounds = tuple(c.plane.state_bounds)
+    if bounds and (len(bounds) != 2 or any(len(b) != 2 or not float(b[0]) < float(b[1]) for b in bounds)):
+        raise ValueError(f"config.plane.state_bounds must be () or ((x0, x1), (y0, y1)) with x0 < x1, y0 < y1, "
+                         f"got {bounds}")
     if len({int(s) for s in c.seeds}) != len(c.seeds):
         raise ValueError(f"config.seeds {list(c.seeds)} must be distinct")
     num_eps = {k: int(c.num_episodes[k]) for k in KINDS}
@@ -238,20 +262,34 @@ class Kernels:
         args = (stacked, jnp.asarray(param_index, jnp.int32), jnp.asarray(modes, jnp.int32), keys)
         return self._get(("collect",) + tuple(np.shape(x) for x in args[1:]), fn, *args)(*args)
 
-    def metrics(self, params, trajectories, line_states, keys, *, num_lines, max_pieces, line_max_pieces,
-                piece_patterns, episode_batch):
-        """:func:`rlland.regions.snapshot_region_metrics` of one snapshot for every seed (vmapped)."""
+    def metrics(self, params, trajectories, line_states, keys, reference, *, num_lines, max_pieces, line_max_pieces,
+                piece_patterns, episode_batch, line_origin):
+        """:func:`rlland.regions.snapshot_region_metrics` of one snapshot for every seed (vmapped).
+
+        ``reference``: ``(mean, std)`` [S, d] for the random trajectories and the lines (the study's protocol), or
+        None for each snapshot's own normaliser."""
         agent = self.agent
 
-        def per_seed(p, trajs, lines, k):
+        def per_seed(p, trajs, lines, k, ref):
             return rp.snapshot_region_metrics(agent, p, trajs, lines, k, num_lines=num_lines, max_pieces=max_pieces,
                                               line_max_pieces=line_max_pieces, piece_patterns=piece_patterns,
-                                              episode_batch=episode_batch)
+                                              episode_batch=episode_batch, line_origin=line_origin,
+                                              normalizers=None if ref is None else {"random": ref},
+                                              line_normalizer=ref)
 
         fn = jax.vmap(per_seed)
         shapes = tuple((k, t.states.shape) for k, t in trajectories.items())
-        key = ("metrics", shapes, max_pieces, line_max_pieces, num_lines, piece_patterns, episode_batch)
-        return self._get(key, fn, params, trajectories, line_states, keys)(params, trajectories, line_states, keys)
+        key = ("metrics", shapes, max_pieces, line_max_pieces, num_lines, piece_patterns, episode_batch, line_origin,
+               reference is None)
+        args = (params, trajectories, line_states, keys, reference)
+        return self._get(key, fn, *args)(*args)
+
+
+def reference_normalizer(agent, stacked, fixed_i: int) -> tuple[jax.Array, jax.Array]:
+    """``(mean, std)`` [S, d] of policy ``fixed_i`` of ``stacked`` [S, P, ...] for every seed: the one normaliser of
+    the random trajectories and the lines under the study's protocol (module docstring)."""
+    fixed_params = jax.tree.map(lambda x: x[:, fixed_i], stacked)
+    return jax.vmap(lambda p: rp.input_normalizer(agent, p))(fixed_params)
 
 
 def collect_trajectories(kernels: Kernels, stacked, keys, num_eps, policy: str, fixed_i: int, num_steps: int):
@@ -327,8 +365,10 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
         policy_steps = todo + ([fixed_step] if fixed_step not in todo else [])
         stacked, _ = load_policies(run_dir, policy_steps, agent, run_config, seeds)
         keys = analysis_keys(c.seed, seeds)
-        fixed, random, current_all = collect_trajectories(kernels, stacked, keys, num_eps, c.policy,
-                                                          policy_steps.index(fixed_step), len(todo))
+        fixed_i = policy_steps.index(fixed_step)
+        fixed, random, current_all = collect_trajectories(kernels, stacked, keys, num_eps, c.policy, fixed_i,
+                                                          len(todo))
+        reference = reference_normalizer(agent, stacked, fixed_i) if c.normalizer == "reference" else None
         for name, traj in (("fixed", _host(fixed)), ("random", _host(random))):
             datasets |= {f"{name}/states": traj.states, f"{name}/mask": traj.mask}
         write(done)  # the settings and the trajectories, before any snapshot's metrics
@@ -337,8 +377,9 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
             params = jax.tree.map(lambda x: x[:, j], stacked)
             trajs = {"fixed": fixed, "current": jax.tree.map(lambda x: x[:, j], current_all), "random": random}
             compute = lambda mp, lp: _host(kernels.metrics(  # noqa: E731
-                params, trajs, fixed, keys["lines"], num_lines=int(c.num_lines), max_pieces=mp,
-                line_max_pieces=lp, piece_patterns=bool(c.piece_patterns), episode_batch=int(c.episode_batch)))
+                params, trajs, fixed, keys["lines"], reference, num_lines=int(c.num_lines), max_pieces=mp,
+                line_max_pieces=lp, piece_patterns=bool(c.piece_patterns), episode_batch=int(c.episode_batch),
+                line_origin=str(c.line_origin)))
             out, max_pieces, line_pieces = exact_counts(compute, max_pieces, line_pieces, bound,
                                                         lambda msg: log(f"step {step}: {msg}"))
             out["current_trajectory"] = _host(trajs["current"])
@@ -370,7 +411,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
             log(f"wrote {fig_path}")
         if plane:
             for fig_path in plane_figures(agent, last, partition, states, mask, run_dir, c.plane,
-                                          seed=seeds[0], step=steps[-1]):
+                                          seed=seeds[0], step=steps[-1], env_name=run_config.env.name):
                 log(f"wrote {fig_path}")
     return path
 
@@ -451,32 +492,50 @@ def plane_analysis(agent, params, states, mask, plane_c, *, seed, step):
     anchors = ((raw - mean) / std).astype(np.float32)
     layers = rp.actor_layers(agent, params, fold_obs_norm=False)
     part = plane_partition(layers, anchors, resolution=int(plane_c.resolution), margin=plane_c.margin,
-                           gridlines=bool(plane_c.gridlines))
+                           gridlines=bool(plane_c.gridlines), frame=str(plane_c.frame))
+    exact = plane_polygons(layers, part.frame)
+    sizes = [len(p) for p in exact.polygons]
     data = {"plane/region_ids": np.asarray(part.region_ids, np.int32), "plane/anchors": anchors,
             "plane/anchors_raw": raw, "plane/anchors_uv": np.asarray(part.frame.anchors_uv, np.float32),
             "plane/num_regions": np.asarray(part.num_regions), "plane/overflow": np.asarray(part.overflow),
-            "plane/num_regions_gridlines": np.asarray(part.num_regions_gridlines)}
-    attrs = {"plane.seed": int(seed), "plane.step": int(step), "plane.anchor_indices": idx.tolist()}
-    return data, attrs, part
+            "plane/num_regions_gridlines": np.asarray(part.num_regions_gridlines),
+            "plane/num_regions_exact": np.int64(exact.num_regions),
+            "plane/polygons/vertices": np.concatenate(exact.polygons).astype(np.float64),
+            "plane/polygons/offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+            "plane/polygons/region_ids": exact.region_ids.astype(np.int64)}
+    attrs = {"plane.seed": int(seed), "plane.step": int(step), "plane.anchor_indices": idx.tolist(),
+             "plane.frame": str(plane_c.frame)}
+    return data, attrs, (part, exact)
 
 
 # -- figures and h5 --------------------------------------------------------------------------------------------
-def plane_figures(agent, params, partition, states, mask, run_dir, plane_c, *, seed, step) -> list[str]:
-    """The plane picture of ``partition`` and, for 2-D state spaces, the state plane with the first trajectory of
-    ``states`` [E, T, d] / ``mask`` [E, T] (raw states, the policy's normaliser applied)."""
+def plane_figures(agent, params, partition, states, mask, run_dir, plane_c, *, seed, step,
+                  env_name: str = "") -> list[str]:
+    """The plane picture (exact polygons) of ``partition = (grid partition, exact polygons)`` (from
+    :func:`plane_analysis`) and, for 2-D state spaces, the state plane (exact polygons) with the first trajectory of
+    ``states`` [E, T, d] / ``mask`` [E, T] (raw states, the policy's normaliser applied). The titles state the exact
+    number of regions drawn and, for the plane, how many of them the grid shows."""
+    grid, exact = partition
     layers = rp.actor_layers(agent, params, fold_obs_norm=False)
-    r = partition.region_ids.shape[0]
-    n_grid, n_lines = int(partition.num_regions), int(partition.num_regions_gridlines)
-    title = f"seed {seed}, step {step}: >= {max(n_grid, n_lines)} regions ({r}x{r} grid: {n_grid}"
-    title += f", grid lines: {n_lines})" if n_lines >= 0 else ")"
-    fig = plot_plane_regions(layers, None, partition=partition, seed=int(plane_c.anchor_seed), title=title)
+    r = grid.region_ids.shape[0]
+    n_grid, n_lines = int(grid.num_regions), int(grid.num_regions_gridlines)
+    title = (f"seed {seed}, step {step}: {exact.num_regions} regions (exact polygons, {plane_c.frame} frame)\n"
+             f"a {r}x{r} grid shows {n_grid} ({100 * n_grid / exact.num_regions:.0f}%)")
+    title += f", its grid lines {n_lines}" if n_lines >= 0 else ""
+    fig = plot_plane_regions(layers, None, partition=grid, polygons=exact, seed=int(plane_c.anchor_seed),
+                             title=title)
     paths = [os.path.join(run_dir, "figures", f"regions_plane_seed{seed}_step{step}.png")]
     save_figure(fig, paths[-1])
     if states.shape[-1] == 2:
         mean, std = (np.asarray(x) for x in rp.input_normalizer(agent, params))
         traj = states[0][mask[0]]
         if len(traj) >= 2:
-            fig = plot_state_plane_trajectory(layers, traj, mean=mean, std=std, resolution=int(plane_c.resolution))
+            extra = {}
+            if env_name == car.NAME:  # the study's car picture: axes x, v and the target (100, 0)
+                extra = dict(labels=("position x", "velocity v"), target=(car.CarCore().target, 0.0))
+            bounds = state_plane_box(traj, tuple(plane_c.state_bounds) or None)
+            fig = plot_state_plane_trajectory(layers, traj, bounds=bounds, mean=mean, std=std, **extra)
+            fig.axes[0].set_title(f"seed {seed}, step {step}: " + fig.axes[0].get_title())
             paths.append(os.path.join(run_dir, "figures", f"regions_state_plane_seed{seed}_step{step}.png"))
             save_figure(fig, paths[-1])
     return paths

@@ -29,6 +29,19 @@ which is the network's own partition wherever no component of a state is more th
 running mean (the reference's VecNormalize used ``clip_obs=inf``). :func:`clipped_states` counts the states
 where the clip is active, so a result affected by it is visible (the experiment stores it).
 
+Which normaliser, and which origin (Cohan et al.'s protocol, ``compute_metrics.py`` / ``randomized_metric_helper.py``;
+reference B.2). The reference counts a snapshot's fixed and current trajectories under that snapshot's own
+VecNormalize statistics, but its random trajectories and random lines under the BEST checkpoint's statistics, one
+normaliser for every snapshot; and its "origin" lines pass through the raw zero state normalised with those
+statistics, ``-mean / std``, not through the origin of the normalised input space. Every function here takes an
+optional ``normalizer=(mean, std)`` (default: the params' own, :func:`input_normalizer`) and
+:func:`policy_line_counts` an ``origin`` (:data:`ORIGINS`: ``"raw"``, the reference's, or ``"input"``, the
+origin of the network's input space). The difference matters most at initialisation: the biases are 0, so every
+line through the input-space origin meets every first-layer hyperplane at that one point and a one-hidden-layer
+net shows exactly 2 regions on it, while the reference's line (through ``-mean / std``) shows up to ``n + 1``.
+:mod:`rlland.regions.analysis` chooses the reference's protocol by default (config ``normalizer`` and
+``line_origin``).
+
 Trajectories (:func:`collect_trajectory`): one episode from ``env.reset`` as a fixed-length scan of ``length``
 steps; ``states[t]`` is the observation acted on at step t, ``mask[t]`` is True until the episode ends (the
 terminal observation is excluded, as in the reference; after the end the env autoresets and those states are
@@ -53,6 +66,7 @@ from rlland.regions.trajectory import LineCounts, TrajectoryMetrics, trajectory_
 
 __all__ = [
     "POLICIES",
+    "ORIGINS",
     "PolicyTrajectory",
     "actor_trunk",
     "require_relu",
@@ -68,6 +82,7 @@ __all__ = [
 ]
 
 POLICIES = ("deterministic", "stochastic", "random")
+ORIGINS = ("raw", "input")  # "origin" lines: through the raw zero state normalised (the reference) | input-space 0
 CLIP = 10.0  # RunningStats.normalize's default clip
 _NORM_EPS = 1e-8  # RunningStats.normalize: sqrt(var + 1e-8)
 
@@ -212,11 +227,17 @@ def collect_trajectory(agent, params, env, key, length: int, policy="determinist
     return PolicyTrajectory(states.astype(jnp.float32), mask)
 
 
-def clipped_states(agent, params, states, mask=None) -> jax.Array:
-    """Number of valid states with a normalised component beyond the +-10 clip (0 without normalisation)."""
+def _normalizer(agent, params, normalizer):
+    """``normalizer`` if given, else the params' own :func:`input_normalizer`."""
+    return input_normalizer(agent, params) if normalizer is None else tuple(normalizer)
+
+
+def clipped_states(agent, params, states, mask=None, normalizer=None) -> jax.Array:
+    """Number of valid states with a normalised component beyond the +-10 clip (0 without normalisation);
+    ``normalizer=(mean, std)`` replaces the params' own."""
     if not _uses_obs_norm(agent):
         return jnp.zeros((), jnp.int32)
-    mean, std = input_normalizer(agent, params)
+    mean, std = _normalizer(agent, params, normalizer)
     out = jnp.any(jnp.abs((states - mean) / std) > CLIP, axis=-1)
     if mask is not None:
         out = out & mask
@@ -224,29 +245,36 @@ def clipped_states(agent, params, states, mask=None) -> jax.Array:
 
 
 def policy_trajectory_metrics(agent, params, states, mask=None, *, max_pieces: int = 64,
-                              piece_patterns: bool = True) -> TrajectoryMetrics:
+                              piece_patterns: bool = True, normalizer=None) -> TrajectoryMetrics:
     """:func:`rlland.regions.trajectory_metrics` of raw ``states`` ``(T, d)`` under the actor of ``params``.
 
-    Layers unfolded + the params' normaliser, so ``length`` is on raw states and ``length_normalized`` on the
-    network's (unclipped) inputs, as the reference. One trajectory, one seed: vmap for more.
+    Layers unfolded + the params' normaliser (or ``normalizer=(mean, std)``, e.g. a reference snapshot's, see the
+    module docstring), so ``length`` is on raw states and ``length_normalized`` on the network's (unclipped)
+    inputs, as the reference. One trajectory, one seed: vmap for more.
     """
-    mean, std = input_normalizer(agent, params)
+    mean, std = _normalizer(agent, params, normalizer)
     return trajectory_metrics(actor_layers(agent, params, fold_obs_norm=False), states, mean=mean, std=std,
                               mask=mask, max_pieces=max_pieces, piece_patterns=piece_patterns)
 
 
 def policy_line_counts(agent, params, key, states, mask=None, *, num_lines: int, through: str = "origin",
-                       segment_length=None, max_pieces: int = 1024) -> LineCounts:
+                       origin: str = "raw", normalizer=None, segment_length=None,
+                       max_pieces: int = 1024) -> LineCounts:
     """Region counts on lines through a state and the origin (or the states' mean), reference B.2.
 
     Each of ``num_lines`` lines passes through a valid state drawn uniformly (with replacement) from
-    ``states[mask]`` and through the anchor: the origin of the network's input space (``through="origin"``) or
-    the mean of the valid states (``"mean"``), all in normalised input space. Counted on the infinite line (or
-    on a segment of ``segment_length`` centred on the anchor). As :func:`rlland.regions.state_line_counts`, with
-    a mask for padded trajectories and the agent's normaliser applied.
+    ``states[mask]`` and through the anchor (``through``): the origin (``"origin"``) or the mean of the valid
+    states (``"mean"``), all in normalised input space. The origin is the raw zero state normalised,
+    ``-mean / std`` (``origin="raw"``, the reference's), or the origin of the network's input space
+    (``origin="input"``); without observation normalisation both are 0. States are normalised with the params'
+    normaliser or ``normalizer=(mean, std)`` (the reference: the best checkpoint's for every snapshot). Counted on
+    the infinite line (or on a segment of ``segment_length`` centred on the anchor). As
+    :func:`rlland.regions.state_line_counts`, with a mask for padded trajectories and the normaliser applied.
     """
     if through not in ("origin", "mean"):
         raise ValueError(f"through must be 'origin' or 'mean', got {through!r}")
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
     states = jnp.asarray(states)
     if states.ndim != 2 or states.shape[1] != agent.env.observation_size:
         raise ValueError(f"states must have shape (T, {agent.env.observation_size}), got {states.shape}")
@@ -254,19 +282,20 @@ def policy_line_counts(agent, params, key, states, mask=None, *, num_lines: int,
     if mask.shape != states.shape[:1]:
         raise ValueError(f"mask must have shape {states.shape[:1]}, got {mask.shape}")
     layers = actor_layers(agent, params, fold_obs_norm=False)
-    mean, std = input_normalizer(agent, params)
-    return _line_counts(key, layers, (states - mean) / std, mask, None if segment_length is None else
+    mean, std = _normalizer(agent, params, normalizer)
+    zero = (0.0 - mean) / std if origin == "raw" else jnp.zeros_like(mean)
+    return _line_counts(key, layers, (states - mean) / std, mask, zero, None if segment_length is None else
                         jnp.asarray(segment_length), num_lines=int(num_lines), through=through,
                         max_pieces=int(max_pieces))
 
 
 @functools.partial(jax.jit, static_argnames=("num_lines", "through", "max_pieces"))
-def _line_counts(key, layers, x, mask, segment_length, num_lines, through, max_pieces) -> LineCounts:
+def _line_counts(key, layers, x, mask, zero, segment_length, num_lines, through, max_pieces) -> LineCounts:
     w = mask.astype(x.dtype)
     # uniform over the valid states (all of them if none is valid, which only happens for an empty trajectory)
     logits = jnp.where(jnp.any(mask), jnp.log(w), jnp.zeros_like(w))
     picked = x[jax.random.categorical(key, logits, shape=(num_lines,))]
-    anchor = jnp.zeros_like(x[0]) if through == "origin" else (w @ x) / jnp.maximum(w.sum(), 1.0)
+    anchor = zero.astype(x.dtype) if through == "origin" else (w @ x) / jnp.maximum(w.sum(), 1.0)
     diff = picked - anchor
     norm = jnp.linalg.norm(diff, axis=-1, keepdims=True)
     u = jnp.where(norm > 0, diff / jnp.where(norm > 0, norm, 1.0), 0.0)
@@ -289,7 +318,8 @@ def _over_episodes(fn, trajectory: PolicyTrajectory, episode_batch: int):
 
 def snapshot_region_metrics(agent, params, trajectories: dict[str, PolicyTrajectory], line_states: PolicyTrajectory,
                             key, *, num_lines: int, max_pieces: int = 64, line_max_pieces: int = 1024,
-                            piece_patterns: bool = True, episode_batch: int = 0) -> dict:
+                            piece_patterns: bool = True, episode_batch: int = 0, normalizers=None,
+                            line_normalizer=None, line_origin: str = "raw") -> dict:
     """Every region metric of one policy (one seed of one snapshot); vmap over seeds.
 
     Args:
@@ -298,6 +328,9 @@ def snapshot_region_metrics(agent, params, trajectories: dict[str, PolicyTraject
         (e.g. ``{"fixed": ..., "current": ..., "random": ...}``), raw states.
       line_states: the states the lines are drawn through (a :class:`PolicyTrajectory`, any leading axes).
       key: for the lines (the "origin" and "mean" families get independent draws).
+      normalizers: name -> ``(mean, std)`` for the trajectories that are normalised otherwise than with the
+        params' own normaliser (the reference: ``{"random": best checkpoint's}``); line_normalizer: the same for
+        the lines; line_origin: :data:`ORIGINS` (module docstring).
       num_lines, line_max_pieces: lines per family, buffer per line. max_pieces: buffer per trajectory segment.
       episode_batch: > 0: compute the trajectories' metrics ``episode_batch`` episodes at a time (``lax.map``)
         instead of all at once, to bound memory (about ``T * max_pieces * n`` bytes per episode).
@@ -306,17 +339,22 @@ def snapshot_region_metrics(agent, params, trajectories: dict[str, PolicyTraject
       "mean": LineCounts}}`` (counts ``(num_lines,)``).
     """
     out = {}
+    normalizers = dict(normalizers or {})
+    unknown = sorted(set(normalizers) - set(trajectories))
+    if unknown:
+        raise ValueError(f"normalizers for {unknown}, which are not trajectories ({sorted(trajectories)})")
     for name, traj in trajectories.items():
-        def one(states, mask):
+        def one(states, mask, norm=normalizers.get(name)):
             m = policy_trajectory_metrics(agent, params, states, mask, max_pieces=max_pieces,
-                                          piece_patterns=piece_patterns)
-            return {"metrics": m, "clipped_states": clipped_states(agent, params, states, mask)}
+                                          piece_patterns=piece_patterns, normalizer=norm)
+            return {"metrics": m, "clipped_states": clipped_states(agent, params, states, mask, norm)}
 
         out[name] = _over_episodes(one, traj, episode_batch)
     d = line_states.states.shape[-1]
     flat_states, flat_mask = line_states.states.reshape(-1, d), line_states.mask.reshape(-1)
     k_origin, k_mean = jax.random.split(key)
     out["lines"] = {through: policy_line_counts(agent, params, k, flat_states, flat_mask, num_lines=num_lines,
-                                                through=through, max_pieces=line_max_pieces)
+                                                through=through, origin=line_origin, normalizer=line_normalizer,
+                                                max_pieces=line_max_pieces)
                     for through, k in (("origin", k_origin), ("mean", k_mean))}
     return out

@@ -5,7 +5,8 @@ Stages: train PPO with a ReLU actor and observation normalisation (`rlland.train
 layer of 16 at paper scale, as the study's HalfCheetah sweep), then `rlland.regions.analysis.analyse_run` on every
 snapshot (``regions.h5``): exact counts of region transitions along the final policy's ("fixed") trajectory,
 each snapshot's own ("current") trajectory and uniform-random-action trajectories, and regions on infinite random
-lines (through the origin and through the mean state).
+lines (through the origin and through the mean state), with the study's protocol (`rlland.regions.analysis`: random
+trajectories and lines under the reference snapshot's normaliser, origin = the raw zero state normalised).
 
 Claims tested (one number per seed, first vs last snapshot; the reference's run with 16 units: fixed-trajectory
 transitions 3,249 -> 4,123, current trajectory length 26 -> 12,008, random-trajectory transitions 3,206 ->
@@ -38,6 +39,12 @@ def stages(config, run_dir: str) -> list:
     return [train_stage(run_dir, LABEL, config.train[LABEL]),
             analysis_stage("regions", lambda: analysis.analyse_run(config.regions, d, verbose=False),
                            "region transitions, densities and lines of every snapshot")]
+
+
+_NORMALIZERS = {"reference": "the last snapshot's statistics for every snapshot (the study: the best checkpoint's)",
+                "snapshot": "each snapshot's own statistics (not the study's protocol)"}
+_ORIGINS = {"raw": "the raw zero state, normalised (the study's)",
+            "input": "the origin of the normalised input space (not the study's protocol)"}
 
 
 def _log_ratio(x: np.ndarray) -> np.ndarray:
@@ -92,7 +99,10 @@ def report(config, run_dir: str) -> Report:
                ("trajectories", f"length {r.length or 'episode length'}, episodes fixed/current/random "
                                 f"{r.num_episodes.fixed}/{r.num_episodes.current}/{r.num_episodes.random}, "
                                 f"policy {r.policy}"),
-               ("lines", f"{r.num_lines} per family (origin, mean), infinite, exact counts")]
+               ("lines", f"{r.num_lines} per family (origin, mean), infinite, exact counts"),
+               ("protocol", f"random trajectories and lines normalised with {_NORMALIZERS[r.normalizer]}; origin "
+                            f"lines through {_ORIGINS[r.line_origin]}; plane square in the {r.plane.frame} frame, "
+                            "regions drawn as exact polygons")]
     return Report(
         title=f"Linear regions study ({config.scale})", source=SOURCE,
         measures=__doc__.split("\n\n")[1].replace("\n", " "), setting=setting, reductions=list(config.reductions),

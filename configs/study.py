@@ -51,8 +51,9 @@ def return_landscapes(scale: str) -> ml_collections.ConfigDict:
                  snapshot_steps=(20_000, 30_000, 40_000, 50_000, 60_000))
         c.reductions = ("hopper instead of halfcheetah (same 256-256 TD3, 1000-step episodes); 4 seeds; 60k steps "
                         "(10k warm-up), 5 snapshots", "PURD 200 samples (paper 1000); interpolation 20 points x 20 "
-                        "samples on pairs of seed 0 (paper 100 x 100, seeds 0-9)", "rejection 20 proposals, "
-                        "200 samples, 2 repeats, from one snapshot (paper 40, 1000, 10 repeats, 10 snapshots)")
+                        "samples on pairs of seed 0 (paper 100 x 100, seeds 0-9)", "rejection 10 proposals, "
+                        "100 samples, seeds 0-1 x 2 repeats, from one snapshot (paper 40, 1000, seeds 0-9 x 10 "
+                        "repeats, 10 snapshots)")
     else:
         t = configs.load("train", "td3/probe_action")
         t.env.episode_length = 5
@@ -72,7 +73,7 @@ def return_landscapes(scale: str) -> ml_collections.ConfigDict:
     elif scale == "cpu":
         c.purd.update(num_samples=200, chunk_size=100)
         c.interpolate.update(seeds=(0,), num_points=20, num_samples=20, chunk_size=20)
-        c.reject.update(max_steps=20, num_samples=200, num_repeats=2, chunk_size=100)
+        c.reject.update(seeds=(0, 1), max_steps=10, num_samples=100, num_repeats=2, chunk_size=100)
         c.reject_steps = (40_000,)
     else:
         c.purd.update(num_samples=8, chunk_size=0)

@@ -18,7 +18,9 @@ place for every default); the values below are documentation:
   * CMA-MEGA (ES) and (TD3, ES) (C.3, `rlland.qd.cma_mega`): a generation = gradient phase (theta + 100
     mirrored ES samples, sigma 0.02; the TD3 variant's objective row is the critic's actor gradient over 65,536
     replay samples) + emission phase of 99 (TD3: 98 coefficient samples + the greedy actor) = 200 evaluations,
-    so 5000 generations; coefficient CMA-ES sigma_g 1.0, mu 49, step 1.0, restart when nothing was added;
+    so 5000 generations; coefficient CMA-ES sigma_g 1.0, mu 49, step 1.0, restart when nothing was added, the
+    study's CMA-ES update (``cma_mega.cma_es_update="dqd_rl"``, dqd-rl's purecma port; "evosax" for evosax's
+    textbook CMA-ES, `rlland.qd.cma_es`), the TD3 greedy actor inserted before the CMA-ES solutions;
     TD3 (``c.pga``'s keys) critic trained 600 steps per generation from the second on;
   * ME-ES (C.3 ``me_es.gin``, `rlland.qd.me_es`): one generation = one ES iteration of 200 rollouts (100 workers
     x 2 mirrored, sigma 0.02, action noise 0.01, running observation normalisation, centered ranks, Adam lr

@@ -1,10 +1,12 @@
 """CMA-MEGA (ES) and CMA-MEGA (TD3, ES) (rlland.qd.cma_mega) on a tiny hopper: QD score rises over the first
 generation, restarts when nothing can be added (with the CMA-ES reset), same seed -> same archive, the TD3
-objective row is the actor-loss gradient, configs build. One compiled kernel per variant (module fixtures),
+objective row is the actor-loss gradient, the greedy actor is inserted before the CMA-ES solutions and ranking
+ties go as pyribs 0.4 sorts them, configs build (the study's CMA-ES update by default, evosax's as an option). One compiled kernel per variant (module fixtures),
 XLA backend optimisation level 0, as tests/test_qd_driver.py."""
 import functools
 import importlib.util
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ import pytest
 from rlland import qd
 from rlland.buffers import Transition
 from rlland.qd import driver
+from rlland.qd.archive import NEW, NOT_ADDED, AddInfo
 from rlland.qd.cma_mega import td3_objective_gradient
 from rlland.qd.es import mirrored_noise, unit
 from rlland.qd.genome_td3 import add_valid
@@ -167,6 +170,46 @@ def test_td3_objective_row_is_the_actor_loss_gradient(td3_setup):
     np.testing.assert_allclose(jac0[1], jac[1])
 
 
+def test_rank_sorts_status_value_index_descending_as_pyribs():
+    """pyribs 0.4 / dqd-rl: ``ranking_data.sort(reverse=True)`` over ``(status, value, i)`` tuples, so equal
+    (status, value) pairs put the LATER solution first."""
+    mega = qd.CMAMEGA(types.SimpleNamespace(descriptor_size=1), qd.CMAMEGAConfig(batch_size=40, mu=10))
+    rng = np.random.default_rng(0)
+    status = rng.integers(0, 3, 40)
+    value = rng.choice([-1.5, 0.0, 2.0, 3.25], 40).astype(np.float32)  # a few values: many ties
+    value[:3] = -np.inf  # dropped candidates (NOT_ADDED, -inf) rank last
+    status[:3] = NOT_ADDED
+    info = AddInfo(status=jnp.asarray(status, jnp.int32), value=jnp.asarray(value), inserted=jnp.zeros(40, bool),
+                   cell=jnp.zeros(40, jnp.int32), valid=jnp.ones(40, bool))
+    expected = [i for _, _, i in sorted(zip(status.tolist(), value.tolist(), range(40)), reverse=True)]
+    assert np.asarray(mega.rank(info)).tolist() == expected
+    assert expected[-3:] == [2, 1, 0]
+
+
+def test_greedy_actor_is_inserted_before_the_cma_es_solutions(td3_setup, es_setup):
+    """The study inserts the greedy TD3 actor first: a CMA-ES solution in the greedy actor's (empty) cell is then
+    compared with it (here NOT_ADDED) instead of being NEW; the ranking reads the 8 solutions only."""
+    _, task, algo_obj, _, archives, _ = td3_setup
+    mega = algo_obj.generation.__self__
+    assert mega.config.population_size == 8
+    thetas = jnp.arange(8.0)[:, None] * jnp.ones((8, task.genome_size))
+    greedy = jnp.full((task.genome_size,), -1.0)
+    batch = mega.emission_batch(types.SimpleNamespace(td3={"actor": greedy}), thetas)
+    np.testing.assert_array_equal(batch, jnp.concatenate([greedy[None], thetas]))
+    f = jnp.array([5.0, 3.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    d = jnp.array([0.05, 0.05, 0.5, 0.5, 0.95, 0.95, 0.95, 0.95, 0.95])[:, None]  # cells 0, 0, 4, 4, 7...
+    archive, info = jax.tree.map(lambda x: x[0], archives).add(batch, f, d)
+    mine = mega.emitted_info(info)
+    assert info.status.tolist() == [NEW, NOT_ADDED, NEW, NOT_ADDED, NEW] + [NOT_ADDED] * 4
+    assert mine.value.tolist() == [-2.0, 3.0, -2.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # NEW (3.0) > NEW (0.0) > NOT_ADDED ties at 0.0, later first > NOT_ADDED ties at -2.0, later first
+    assert np.asarray(mega.rank(mine)).tolist() == [1, 3, 7, 6, 5, 4, 2, 0]
+    np.testing.assert_array_equal(archive.genotypes[0], greedy)
+    es_mega = es_setup[2].generation.__self__  # CMA-MEGA (ES): the batch is the solutions alone
+    np.testing.assert_array_equal(es_mega.emission_batch(None, thetas[:es_mega.config.population_size]),
+                                  thetas[:es_mega.config.population_size])
+
+
 def test_configs():
     for algo in ("cma_mega_es", "cma_mega_td3_es"):
         c = qd_configs.get_config(f"{algo}/hopper")
@@ -178,3 +221,10 @@ def test_configs():
     mega_cfg = qd.cma_mega.mega_config(qd_configs.get_config("cma_mega_td3_es/hopper"), td3=True)
     assert mega_cfg.population_size == 98 and mega_cfg.evals_per_generation == 200
     assert not mega_cfg.abs_objective and mega_cfg.restart_rule == "no_improvement"
+    assert mega_cfg.cma_es_update == "dqd_rl"  # the study's CMA-ES; evosax's as an option
+    c = qd_configs.get_config("cma_mega_es/hopper")
+    c.cma_mega.cma_es_update = "evosax"
+    assert qd.cma_mega.mega_config(c, td3=False).cma_es_update == "evosax"
+    c.cma_mega.cma_es_update = "pycma"
+    with pytest.raises(ValueError, match="cma_es_update must be one of dqd_rl, evosax"):
+        qd.cma_mega.mega_config(c, td3=False)

@@ -17,14 +17,20 @@ One generation (one search point ``theta``; the study starts from one x0, here a
                    c_0 absorbs the sign. While the replay buffer is empty (generation 0) g_0 ~ N(0, I), as the
                    study's random-normal jacobian. Then unit-normalised like the others.
   emission phase   c_k ~ coefficient CMA-ES (`rlland.qd.cma_es.CoefficientCMAES`: dimension m + 1, mean 0,
-                   sigma_g = 1.0, population ``lambda``, mu = 49 truncation-weighted parents);
+                   sigma_g = 1.0, population ``lambda``, mu = 49 truncation-weighted parents; update rule
+                   ``cma_es_update``: "dqd_rl", the study's purecma port (default), or "evosax", evosax's
+                   textbook CMA-ES; see that module);
                        theta'_k = theta + sum_j c_{k,j} g_j
                    NO |c_0| (the study); QDax takes ``abs`` of the objective coefficient (``abs_objective=True``
-                   reproduces QDax). Score and insert the batch (TD3: plus the greedy TD3 actor, inserted, not
-                   ranked: lambda = 98 + 1 greedy); rank the lambda by (status, value) descending with
-                   NEW > IMPROVE_EXISTING > NOT_ADDED and value = `rlland.qd.archive.AddInfo.value` (pyribs 0.4:
-                   the objective for NEW, the change vs the incumbent otherwise; "sequential" status as the
-                   study's one-at-a-time insertion); tell the CMA-ES; then
+                   reproduces QDax). Score and insert the batch; the TD3 variant puts the greedy TD3 actor FIRST,
+                   as the study (dqd-rl ``ask`` returns ``[greedy] + sols`` and ``tell`` inserts it before the
+                   CMA-ES solutions), so the greedy actor's insertion can change the statuses of the solutions
+                   after it in its cell; it is inserted, not ranked (lambda = 98 + 1 greedy). Rank the lambda by
+                   (status, value, index) DESCENDING, as pyribs 0.4's ``ranking_data.sort(reverse=True)`` over
+                   ``(status, value, i)`` tuples: NEW > IMPROVE_EXISTING > NOT_ADDED, then value =
+                   `rlland.qd.archive.AddInfo.value` (pyribs 0.4: the objective for NEW, the change vs the
+                   incumbent otherwise; "sequential" status as the study's one-at-a-time insertion), then ties
+                   go to the LATER solution of the batch; tell the CMA-ES; then
                        theta <- theta + lr (sum_{i<=mu} w_i theta'_(i) - theta),   w_i prop. to log(mu + 1/2) - log i
                    (lr = ``learning_rate`` = 1.0: theta moves to the weighted mean of the top-mu solutions).
   restart          when no emitted solution was added (``restart_rule="no_improvement"``; "basic" = only the
@@ -62,7 +68,7 @@ import ml_collections
 
 from rlland.qd.algo import Algo, from_section, section_defaults, step_metrics
 from rlland.qd.archive import NOT_ADDED, AddInfo, Archive
-from rlland.qd.cma_es import CMAESState, CoefficientCMAES, truncation_weights
+from rlland.qd.cma_es import UPDATE_RULES, CoefficientCMAES, truncation_weights
 from rlland.qd.es import es_gradient, mirrored_noise, unit
 from rlland.qd.genome_td3 import GenomeTD3, TD3Config, TD3HParams
 from rlland.qd.metrics import archive_summary
@@ -88,6 +94,8 @@ class CMAMEGAConfig:
       learning_rate: step of theta towards the weighted mean of the top-mu solutions (1.0).
       restart_rule: "no_improvement" (restart when no emitted solution was added) or "basic" (numerical only).
       abs_objective: QDax's ``|c_0|`` (False: the study's signed coefficient).
+      cma_es_update: the coefficient CMA-ES's update rule, "dqd_rl" (the study's purecma port) or "evosax"
+        (evosax's textbook CMA-ES); `rlland.qd.cma_es`.
       td3: the TD3 variant (objective row from the critic, greedy actor, critic training).
       num_critic_training_steps: TD3 critic updates per generation (600; replaces the `TD3Config`'s).
       pg_batch_size: replay samples of the TD3 objective gradient (65,536).
@@ -101,12 +109,14 @@ class CMAMEGAConfig:
     learning_rate: float = 1.0
     restart_rule: str = "no_improvement"
     abs_objective: bool = False
+    cma_es_update: str = "dqd_rl"
     td3: bool = False
     num_critic_training_steps: int = 600
     pg_batch_size: int = 65_536
 
     def __post_init__(self):
         require_choice("CMAMEGAConfig.restart_rule", self.restart_rule, RESTART_RULES)
+        require_choice("CMAMEGAConfig.cma_es_update", self.cma_es_update, UPDATE_RULES)
         for field in ("batch_size", "mu", "num_critic_training_steps", "pg_batch_size"):
             positive_int(f"CMAMEGAConfig.{field}", getattr(self, field))
         if self.num_samples < 2 or self.num_samples % 2:
@@ -132,7 +142,8 @@ class CMAMEGAState(flax.struct.PyTreeNode):
     Attributes:
       archive: the `Archive` (``added_at`` = generation).
       theta: the search point ``(genome_size,)``.
-      cmaes: the coefficient CMA-ES state (`CMAESState`, evosax).
+      cmaes: the coefficient CMA-ES state (`rlland.qd.cma_es.DQDCMAState`, or evosax's state with
+        ``cma_es_update="evosax"``).
       generation, num_evals: as in `rlland.qd.map_elites.MapElitesState`.
       num_restarts: restarts so far.
       td3, opt_state, buffer: TD3 variant only (`GenomeTD3.init`'s networks, Adam states and replay buffer;
@@ -141,7 +152,7 @@ class CMAMEGAState(flax.struct.PyTreeNode):
 
     archive: Archive
     theta: jax.Array
-    cmaes: CMAESState
+    cmaes: Any
     generation: jax.Array
     num_evals: jax.Array
     num_restarts: jax.Array
@@ -183,7 +194,8 @@ class CMAMEGA:
         self.metrics_fn = metrics_fn
         self.m = int(task.descriptor_size)
         self.cmaes = CoefficientCMAES(dim=self.m + 1, population_size=self.config.population_size,
-                                      mu=int(self.config.mu), sigma0=float(self.config.sigma_g))
+                                      mu=int(self.config.mu), sigma0=float(self.config.sigma_g),
+                                      update_rule=self.config.cma_es_update)
         if self.config.td3:
             self._score = lambda g, k: task.score(g, k, return_transitions=True)
         else:
@@ -209,7 +221,7 @@ class CMAMEGA:
         """``(m + 1, D)`` unit-normalised gradient rows [objective, measures...] from the gradient phase."""
         c = self.config
         values = jnp.concatenate([sample_f[:, None], sample_d], axis=1)
-        values = jnp.where(jnp.isnan(values), -jnp.inf, values)  # a NaN rollout ranks lowest
+        values = jnp.where(jnp.isfinite(values), values, -jnp.inf)  # a NaN or +-inf rollout ranks lowest
         grads = es_gradient(eps, values, c.sample_sigma)
         if c.td3:
             k_random, k_pg = jax.random.split(key)
@@ -221,14 +233,26 @@ class CMAMEGA:
             grads = grads.at[0].set(g0)
         return unit(grads)
 
+    def emission_batch(self, state: CMAMEGAState, thetas: jax.Array) -> jax.Array:
+        """The emission phase's scored and inserted batch: the lambda solutions ``thetas``, preceded in the TD3
+        variant by the greedy TD3 actor (the study's order: dqd-rl ``ask`` returns ``[greedy] + sols``)."""
+        return jnp.concatenate([state.td3["actor"][None], thetas], axis=0) if self.config.td3 else thetas
+
+    def emitted_info(self, info: AddInfo) -> AddInfo:
+        """The `AddInfo` of the lambda CMA-ES solutions of an `emission_batch` (the greedy actor is inserted, not
+        ranked)."""
+        return jax.tree.map(lambda x: x[-self.config.population_size:], info)
+
     def rank(self, info: AddInfo) -> jax.Array:
-        """Population indices, best first: status descending (NEW > IMPROVE_EXISTING > NOT_ADDED), then value
-        descending (stable: ties keep batch order)."""
-        return jnp.lexsort((-info.value, -info.status))
+        """Population indices, best first: ``(status, value, index)`` descending, as pyribs 0.4 /
+        dqd-rl ``ranking_data.sort(reverse=True)``: status (NEW > IMPROVE_EXISTING > NOT_ADDED), then value,
+        then equal (status, value) pairs with the later batch index first."""
+        index = jnp.arange(info.status.shape[0], dtype=jnp.int32)
+        return jnp.lexsort((-index, -info.value, -info.status))
 
     # ------------------------------------------------------------------ one generation
     def generation(self, state: CMAMEGAState, key: jax.Array, initial=False) -> tuple[CMAMEGAState, dict]:
-        c, lam = self.config, self.config.population_size
+        c = self.config
         k_noise, k_grad, k_jac, k_ask, k_emit, k_restart, k_train = jax.random.split(key, 7)
         gen = state.generation + 1
 
@@ -243,10 +267,10 @@ class CMAMEGA:
         coeffs, cmaes = self.cmaes.ask(state.cmaes, k_ask)
         used = coeffs.at[:, 0].set(jnp.abs(coeffs[:, 0])) if c.abs_objective else coeffs
         thetas = state.theta + used @ grads
-        offspring = jnp.concatenate([thetas, state.td3["actor"][None]], axis=0) if c.td3 else thetas
+        offspring = self.emission_batch(state, thetas)
         f_emit, d_emit, ex_emit = self._score(offspring, k_emit)
         archive, info_emit = archive.add(offspring, f_emit, d_emit, step=gen)
-        mine = jax.tree.map(lambda x: x[:lam], info_emit)  # the greedy actor is inserted, not ranked
+        mine = self.emitted_info(info_emit)
 
         order = self.rank(mine)
         cmaes = self.cmaes.tell(cmaes, coeffs, order)
@@ -277,11 +301,12 @@ class CMAMEGA:
         out.update(
             num_restarts=restart.astype(jnp.int32), total_restarts=state.num_restarts,
             theta_fitness=f_grad[0].astype(jnp.float32), theta_inserted=info_theta.inserted[0].astype(jnp.int32),
-            num_added_emitted=num_added.astype(jnp.int32), cma_sigma=state.cmaes.std.astype(jnp.float32),
+            num_added_emitted=num_added.astype(jnp.int32),
+            cma_sigma=self.cmaes.sigma(state.cmaes).astype(jnp.float32),
             **train_metrics)
         if c.td3:
-            out.update(greedy_fitness=f_emit[-1].astype(jnp.float32),
-                       greedy_inserted=info_emit.inserted[-1].astype(jnp.int32), buffer_size=state.buffer.size)
+            out.update(greedy_fitness=f_emit[0].astype(jnp.float32),
+                       greedy_inserted=info_emit.inserted[0].astype(jnp.int32), buffer_size=state.buffer.size)
         return state, out
 
     def _td3_update(self, state, ex_grad, ex_emit, key, initial):

@@ -26,7 +26,7 @@ def naive_add(arch, geno, fit, desc, *, centroids, lo, hi, step, offset=0.0, mod
     status, value, cells = [], [], []
     for i in range(len(fit)):
         f, d = fit[i], desc[i]
-        if np.isnan(f) or f == -np.inf or np.any(np.isnan(d)) or np.any(d < lo) or np.any(d > hi):
+        if not np.isfinite(f) or np.any(np.isnan(d)) or np.any(d < lo) or np.any(d > hi):
             status.append(NOT_ADDED), value.append(-np.inf), cells.append(num_cells)
             continue
         c = int(np.argmin(np.sum((centroids - d) ** 2, axis=1)))
@@ -50,6 +50,7 @@ def random_batch(rng, batch, m):
     fit = rng.randint(0, 4, batch).astype(np.float64)  # small integer set: many ties
     fit[rng.rand(batch) < 0.08] = np.nan
     fit[rng.rand(batch) < 0.04] = -np.inf
+    fit[rng.rand(batch) < 0.04] = np.inf
     desc = rng.uniform(-0.15, 1.15, (batch, m))  # some out of [0, 1]
     desc[rng.rand(batch) < 0.05, 0] = np.nan
     return fit, desc
@@ -146,13 +147,14 @@ def test_add_ties_and_strict_improvement():
     assert archive.genotypes.tolist() == [1.0, 3.0]  # tie 7 vs 7: lowest batch index wins
     assert info.status.tolist() == [NEW, IMPROVE_EXISTING, NOT_ADDED, NEW]
     assert info.inserted.tolist() == [False, True, False, True]
-    # an equal fitness does not replace the incumbent; NaN, out-of-range and -inf are dropped
-    archive, info = archive.add(jnp.array([9.0, 9.0, 9.0, 9.0]), jnp.array([7.0, jnp.nan, 9.0, -jnp.inf]),
-                                jnp.array([[0.4], [0.8], [1.5], [0.7]]))
-    assert archive.genotypes.tolist() == [1.0, 3.0]
-    assert info.valid.tolist() == [True, False, False, False]
-    assert info.cell.tolist() == [0, 2, 2, 2]
-    assert info.value.tolist() == [0.0, -np.inf, -np.inf, -np.inf]
+    # an equal fitness does not replace the incumbent; NaN, out-of-range, -inf and +inf are dropped
+    archive, info = archive.add(jnp.array([9.0, 9.0, 9.0, 9.0, 9.0]), jnp.array([7.0, jnp.nan, 9.0, -jnp.inf, jnp.inf]),
+                                jnp.array([[0.4], [0.8], [1.5], [0.7], [0.1]]))
+    assert archive.genotypes.tolist() == [1.0, 3.0] and archive.fitnesses.tolist() == [7.0, 1.0]
+    assert info.valid.tolist() == [True, False, False, False, False]
+    assert info.cell.tolist() == [0, 2, 2, 2, 2]
+    assert info.value.tolist() == [0.0, -np.inf, -np.inf, -np.inf, -np.inf]
+    assert info.status.tolist() == [NOT_ADDED] * 5
     # out_of_bounds="clip" keeps out-of-range descriptors in the border cell (pyribs GridArchive)
     clip = qd.Archive.grid((2,), 0.0, 1.0, jnp.zeros(()), out_of_bounds="clip")
     clip, info = clip.add(jnp.array([4.0]), jnp.array([2.0]), jnp.array([[1.5]]))

@@ -41,8 +41,8 @@ class AddInfo(flax.struct.PyTreeNode):
         NEW, else ``f - incumbent`` (negative when NOT_ADDED); ``-inf`` for dropped candidates.
       inserted: bool, this candidate is the one stored in its cell after the batch.
       cell: int32 cell index, ``num_cells`` for dropped candidates.
-      valid: bool, the candidate passed the checks (finite descriptor inside the bounds, fitness neither
-        NaN nor -inf) and took part in the insertion.
+      valid: bool, the candidate passed the checks (finite descriptor inside the bounds, finite fitness:
+        neither NaN nor +-inf) and took part in the insertion.
     """
 
     status: jax.Array
@@ -191,7 +191,8 @@ class Archive(flax.struct.PyTreeNode):
         """Insert a batch of B candidates; returns ``(archive, AddInfo)``. Fully vectorised (no loop over B).
 
         Rule (MAP-Elites, Mouret & Clune 2015; QDax `MapElitesRepertoire.add`, reference D):
-          1. Drop candidates with NaN or ``-inf`` fitness, or a descriptor that is NaN or outside
+          1. Drop candidates with a non-finite fitness (NaN, ``-inf`` or ``+inf``: a ``+inf`` elite would be
+             unbeatable and make the QD score infinite), or a descriptor that is NaN or outside
              ``[minval, maxval]`` (``out_of_bounds="clip"`` keeps out-of-range ones in border cells
              instead; pyribs GridArchive clips, QDax has no bounds and takes the nearest centroid).
           2. Cell = `grid_index` for grid archives, else nearest centroid.
@@ -275,7 +276,7 @@ def _add(archive: Archive, genotypes, fitnesses, descriptors, step, extras, new_
     if archive.out_of_bounds == "clip":
         in_box = jnp.all(~jnp.isnan(descriptors), axis=-1)
         d_lookup = jnp.clip(descriptors, archive.minval, archive.maxval)
-    valid = in_box & ~jnp.isnan(fitnesses) & (fitnesses > -jnp.inf)
+    valid = in_box & jnp.isfinite(fitnesses)  # NaN, -inf and +inf fitnesses are refused alike
     cell = jnp.where(valid, archive.cell_index(jnp.where(valid[:, None], d_lookup, 0.0)), num_cells)
     fit = jnp.where(valid, fitnesses, -jnp.inf)
 

@@ -397,3 +397,38 @@ def test_map_elites_raises_qd_score_on_hopper(hopper):
     assert qd1 > qd0, (qd0, qd1)
     assert int(state.num_evals) == POP * 7
     assert float(m["max_fitness"]) >= float(m0["max_fitness"])
+
+
+def test_task_on_the_mjx_backend():
+    """``make_task(..., backend="mjx")`` as ``envs.make``: episodes score, and the foot-floor distance the
+    descriptor thresholds is the distance of the mjx pipeline's own foot-floor contacts (at the start states; one
+    compiled kernel, the mjx step is costly to compile on a CPU)."""
+    import mujoco
+
+    task = qd.make_task("hopper", episode_length=3, hidden_sizes=(4,), backend="mjx", random_init=True)
+    assert task.env.backend == "mjx"
+    mj = task.env.sys.mj_model
+    foot = mujoco.mj_name2id(mj, mujoco.mjtObj.mjOBJ_GEOM, "foot_geom")
+    floor = mujoco.mj_name2id(mj, mujoco.mjtObj.mjOBJ_GEOM, "floor")
+    genomes = task.init_genomes(jax.random.PRNGKey(0), 2) * 3.0
+
+    @jax.jit
+    def run(genomes, key):
+        fit, desc, extras = task.score(genomes, key)
+
+        def distances(k):
+            ps = task.env.reset(k).pipeline_state
+            c = ps.contact
+            pair = ((c.geom1 == foot) & (c.geom2 == floor)) | ((c.geom1 == floor) & (c.geom2 == foot))
+            return task.foot_floor_distance(ps)[0], jnp.min(jnp.where(pair, c.dist, jnp.inf))
+
+        ours, theirs = jax.vmap(distances)(jax.random.split(key, 8))
+        return fit, desc, extras["episode_length"], ours, theirs
+
+    fit, desc, length, ours, theirs = run(genomes, jax.random.PRNGKey(1))
+    assert np.all(np.isfinite(fit)) and np.all((desc >= 0) & (desc <= 1)) and np.all((length >= 1) & (length <= 3))
+    assert np.all(np.isfinite(theirs))  # the foot-floor pair is among the mjx contacts
+    assert np.ptp(np.asarray(ours)) > 0  # random starts: different distances
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    with pytest.raises(ValueError, match="spring, positional, generalized, mjx"):
+        qd.make_task("hopper", backend="warp")

@@ -18,9 +18,10 @@ over its two end spheres), and a foot is in contact when the distance is ``<= 0`
 i.e. what ``pipeline_state.contact`` holds when the env is built with ``debug=True`` and what QDax's
 FeetContactWrapper thresholds (``contact.dist <= 0`` for contacts of the foot link). Computing it directly
 avoids ``debug=True``, which makes the spring pipeline run the whole collision detection a second time
-every step, and it works for every brax pipeline (spring, positional, generalized). The test suite checks
-it against the ``debug=True`` contacts. (QDax's ant feet are the brax-v1 link names ``$ Body 4/7/10/13``,
-which brax 0.14's ant does not have; we use the foot geoms.)
+every step, and it works for every brax pipeline (spring, positional, generalized, mjx: the pipeline state of
+each holds the link transforms ``x``). The test suite checks it against the ``debug=True`` contacts, and the
+mjx pipeline's own contacts. The backends are `rlland.envs.BACKENDS`, those of ``envs.make``. (QDax's ant feet
+are the brax-v1 link names ``$ Body 4/7/10/13``, which brax 0.14's ant does not have; we use the foot geoms.)
 
 Policy (study, reference C.1): MLP obs -> hidden... -> act, tanh hidden and tanh output, Xavier-uniform
 weights and zero biases, no observation normalisation; the genome is the flat parameter vector (see
@@ -42,9 +43,10 @@ import numpy as np
 from brax import envs as brax_envs
 from brax import math as brax_math
 
+from rlland.envs.brax_core import BACKENDS
+
 TASK_NAMES = ("hopper", "walker2d", "halfcheetah", "ant")
 _ALIASES = {f"{n}_uni": n for n in TASK_NAMES}
-BACKENDS = ("spring", "positional", "generalized")
 FEET_GEOMS = {
     "hopper": ("foot_geom",),
     "walker2d": ("foot_geom", "foot_left_geom"),
@@ -309,7 +311,8 @@ def make_task(
       random_init: False: deterministic start (the env is built with ``reset_noise_scale=0``); True: the
         env's default reset noise with a fresh key per evaluation (the study's "new env seed for each
         episode").
-      backend: brax pipeline, one of `BACKENDS` (default "spring").
+      backend: brax pipeline, one of `BACKENDS` (`rlland.envs.BACKENDS`: "spring" (default), "positional",
+        "generalized", "mjx"), as ``rlland.envs.make``.
       return_transitions: default for `QDTask.score` (costs ``n * T`` transitions of memory).
       **env_kwargs: passed to the brax env constructor (e.g. ``terminate_when_unhealthy``).
     """

@@ -6,7 +6,10 @@ Defaults are the differentiable-QD study's (Tjanaka et al. 2022, dqd-rl; referen
 algorithms' settings are read from their modules' settings dataclasses (``<module>.default_config()``, one
 place for every default); the values below are documentation:
   * archive grids (C.1): hopper 1000 cells (1-D), walker2d and halfcheetah 32 x 32, ant 6^4; descriptors =
-    foot-contact proportions in [0, 1];
+    foot-contact proportions in [0, 1]. ``--config.archive.kind=cvt`` uses a CVT archive of
+    ``archive.num_cells`` centroids instead (default 0: as many cells as ``grid_shape``; k-means on
+    ``cvt_samples`` uniform samples, ``cvt_iters`` Lloyd iterations, key ``cvt_seed``, one tessellation for all
+    seeds; `rlland.qd.driver.archive_builder`);
   * budget (C.2): 1,000,000 evaluations, 100 per generation -> 10,000 generations (the initial population
     counts as the first);
   * episodes of 1000 steps, a fresh random start per evaluation ("a new env seed for each episode"), policy
@@ -61,7 +64,9 @@ def base(algo: str, task: str) -> ml_collections.ConfigDict:
     c.algo = algo
     c.task = ml_collections.ConfigDict(dict(name=task, episode_length=1000, hidden_sizes=(128, 128),
                                             backend="spring", random_init=True))
-    c.archive = ml_collections.ConfigDict(dict(grid_shape=GRIDS[task]))
+    # kind "cvt": num_cells CVT centroids (0: as many as grid_shape has cells), rlland.qd.driver.archive_builder
+    c.archive = ml_collections.ConfigDict(dict(kind="grid", grid_shape=GRIDS[task], num_cells=0, cvt_samples=50_000,
+                                               cvt_iters=100, cvt_seed=0))
     c.batch_size = BATCH_SIZE[algo]  # evaluations per generation (CMA-MEGA: the emission batch; ME-ES: ES rollouts)
     c.total_evals = 1_000_000
     c.generations_per_chunk = 50 if algo == "me_es" else 100
@@ -91,6 +96,7 @@ def quick(algo: str = "pga_me", task: str = "hopper") -> ml_collections.ConfigDi
     c.task.hidden_sizes = (16, 16)
     c.archive.grid_shape = {"hopper": (50,), "walker2d": (10, 10), "halfcheetah": (10, 10),
                             "ant": (3, 3, 3, 3)}[task]
+    c.archive.update(cvt_samples=5_000, cvt_iters=20)
     c.batch_size = 32
     c.total_evals = 32 * 64
     c.generations_per_chunk = 9

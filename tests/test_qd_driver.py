@@ -97,6 +97,17 @@ def test_driver_writes_metrics_robustness_and_figures(runs):
         with open(os.path.join(full.run_dir, "figures", f), "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert len(os.listdir(os.path.join(full.run_dir, "checkpoints"))) <= config.keep_checkpoints
+    # the final archive with its elites' genotypes, read back as an Archive (all seeds, or one)
+    loaded = qd.load_archive(full.run_dir)
+    assert loaded.grid_shape == (8,) and loaded.out_of_bounds == full.archive.out_of_bounds
+    jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(full.archive))
+    assert np.abs(np.asarray(loaded.genotypes)[np.isfinite(data["final/fitnesses"])]).max() > 0
+    one = qd.load_archive(os.path.join(full.run_dir, "archive.h5"), seed=1)
+    jax.tree.map(np.testing.assert_array_equal, one, jax.tree.map(lambda x: np.asarray(x)[1], full.archive))
+    with pytest.raises(ValueError, match="out of range"):
+        qd.load_archive(full.run_dir, seed=2)
+    with pytest.raises(FileNotFoundError, match="no archive.h5 in run directory"):
+        qd.load_archive(os.path.dirname(full.run_dir))
 
 
 def test_driver_refuses_a_different_config_and_bad_budgets(runs):
@@ -119,6 +130,41 @@ def test_driver_refuses_a_different_config_and_bad_budgets(runs):
         driver.build(bad)
 
 
+def test_driver_builds_a_cvt_archive(tmp_path):
+    """config.archive.kind = "cvt": the driver's seeds start from one nearest-centroid archive of num_cells CVT
+    centroids (from cvt_seed); the generations only call Archive.add / sample, which test_qd.py checks on CVT
+    archives, so only the init kernel is compiled here. A CVT archive round-trips through archive.h5."""
+    config = tiny_config()
+    config.archive.update(kind="cvt", num_cells=6, cvt_samples=600, cvt_iters=5, cvt_seed=3)
+    setup = driver.build(config)
+    init, _, _ = driver.kernels(setup)
+    state, _ = init(jax.random.split(jax.random.PRNGKey(0), 2))
+    archive = state.algo.archive
+    assert archive.grid_shape is None and archive.centroids.shape == (2, 6, 1)
+    expected = qd.cvt_centroids(6, 1, 0.0, 1.0, jax.random.PRNGKey(3), num_samples=600, num_iters=5)
+    np.testing.assert_allclose(archive.centroids[0], expected, rtol=1e-6)
+    np.testing.assert_array_equal(archive.centroids[1], archive.centroids[0])  # one tessellation for all seeds
+    one = jax.tree.map(lambda x: x[0], archive)
+    d = jnp.array([[0.1], [0.5], [0.9]])
+    one, _ = one.add(jnp.ones((3, one.genotypes.shape[-1])), jnp.array([1.0, 2.0, 3.0]), d)
+    path = qd.save_archive(str(tmp_path / "cvt.h5"), one)
+    loaded = qd.load_archive(path)
+    assert loaded.grid_shape is None and int(loaded.num_elites) == 3
+    jax.tree.map(np.testing.assert_array_equal, loaded, one)
+    with pytest.raises(ValueError, match="holds one seed"):
+        qd.load_archive(path, seed=0)
+    default = tiny_config()  # num_cells 0: as many cells as grid_shape
+    default.archive.update(kind="cvt", cvt_samples=100, cvt_iters=2)
+    assert driver.archive_builder(default, driver.make_task(default))().centroids.shape == (8, 1)
+    default.archive.cvt_samples = 7
+    with pytest.raises(ValueError, match="cvt_samples must be >= 8"):
+        driver.build(default)
+    bad = tiny_config()
+    bad.archive.kind = "voronoi"
+    with pytest.raises(ValueError, match="config.archive.kind must be one of grid, cvt"):
+        driver.build(bad)
+
+
 # the study's batch per algorithm (reference C.2-C.3): CMA-MEGA's emission batch (1 + 100 + 99 = 200 evaluations
 # per generation), ME-ES's 100 workers x 2 mirrored rollouts
 STUDY_BATCH = {"map_elites": 100, "pga_me": 100, "cma_mega_es": 99, "cma_mega_td3_es": 99, "me_es": 200}
@@ -131,6 +177,7 @@ def test_configs_carry_the_study_settings():
                            ("ant", (6, 6, 6, 6))):
             c = qd_configs.get_config(f"{algo}/{task}")
             assert tuple(c.archive.grid_shape) == grid and tuple(c.archive.grid_shape) == qd.STUDY_GRID_SHAPES[task]
+            assert c.archive.kind == "grid" and c.archive.num_cells == 0  # CVT: as many cells as the grid
             assert (c.total_evals, c.batch_size, c.task.episode_length) == (1_000_000, STUDY_BATCH[algo], 1000)
             assert tuple(c.task.hidden_sizes) == (128, 128) and c.task.random_init
             assert c.f_min == pytest.approx(-qd.QDAX_REWARD_OFFSET[task] * 1000)

@@ -12,6 +12,7 @@
                                                                # (map_elites_algo, pga_me_algo, cma_mega_*_algo)
     qd.best_elite_robustness(task, archive, key, 10); qd.mean_elite_robustness(task, archive, key, 10)
     qd.driver.run(config)                                      # configs/qd.py, experiments/qd.py
+    archive = qd.load_archive(run_dir)                         # the final archive with genotypes (archive.h5)
     qd.plotting.archive_heatmap(archive)                       # 1-D, 2-D, 3-D, 4-D grid heatmaps
 
 Specs: reference/representation-regions-qd.md parts C (dqd-rl, the study), D (QDax) and E.
@@ -43,7 +44,8 @@ _TD3_NAMES = ("GenomeTD3", "TD3Config", "TD3HParams")
 _ME_ES_NAMES = ("MEESConfig", "MEESState", "me_es_algo")
 _CMA_MEGA_NAMES = ("CMAMEGA", "CMAMEGAConfig", "CMAMEGAState", "cma_mega_es_algo", "cma_mega_td3_es_algo")
 _CMA_ES_NAMES = ("CoefficientCMAES",)
-_SUBMODULES = ("cma_es", "cma_mega", "driver", "es", "genome_td3", "plotting", "pga", "tasks")
+_ARCHIVE_IO_NAMES = ("load_archive", "save_archive")
+_SUBMODULES = ("archive_io", "cma_es", "cma_mega", "driver", "es", "genome_td3", "plotting", "pga", "tasks")
 
 
 def __getattr__(name):
@@ -65,6 +67,8 @@ def __getattr__(name):
         return getattr(importlib.import_module("rlland.qd.cma_mega"), name)
     if name in _CMA_ES_NAMES:
         return getattr(importlib.import_module("rlland.qd.cma_es"), name)
+    if name in _ARCHIVE_IO_NAMES:  # h5py
+        return getattr(importlib.import_module("rlland.qd.archive_io"), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"rlland.qd.{name}")
     raise AttributeError(f"module 'rlland.qd' has no attribute {name!r}")
@@ -108,6 +112,7 @@ __all__ = [
     "grid_centroids",
     "grid_index",
     "iso_line_emitter",
+    "load_archive",
     "make_task",
     "map_elites_algo",
     "map_elites_chunk",
@@ -121,4 +126,5 @@ __all__ = [
     "nearest_centroid",
     "pga_me_algo",
     "reevaluate",
+    "save_archive",
 ]

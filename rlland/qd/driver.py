@@ -31,6 +31,8 @@ Run directory::
     qd.h5                 metrics vs evaluations, layout below
     wandb/                one run per seed (offline unless told otherwise), step = evaluations
     figures/              archive_seed<i>.png heatmaps (one colour scale for all seeds), qd_curves.png
+    archive.h5            the final seed-batched archive WITH the elites' genotypes (`rlland.qd.archive_io`;
+                          ``qd.load_archive(run_dir)`` reads it back), written when the budget is spent
 
 ``qd.h5`` layout (S seeds; P = 1 + chunks run; column 0 is the state before any evaluation, the study's
 leading zero for QD score, coverage and evaluations)::
@@ -44,7 +46,7 @@ leading zero for QD score, coverage and evaluations)::
                           emitted generations (generation 0, the initial population, is not emitted)
     robustness, best_reevaluated, best_fitness  [S, P]  the best elite re-evaluated (num_episodes fresh random
                           starts) at the end of each chunk: robustness = best_reevaluated - best_fitness
-    final/fitnesses [S, C], final/descriptors [S, C, m]                     the final archive
+    final/fitnesses [S, C], final/descriptors [S, C, m]      the final archive (genotypes: archive.h5)
     final/mean_elite_robustness [S], final/cell_robustness [S, C] (NaN in empty cells),
     final/best_returns [S, N], final/best_robustness [S]     post-hoc re-evaluation of every elite (same N
                           start states for all elites), written when the budget is spent
@@ -72,8 +74,10 @@ from rlland.buffers import check_fits
 from rlland.validation import require_choice, require_positive, static_int
 from rlland.qd import plotting as qd_plotting
 from rlland.qd import robustness as qd_robustness
+from rlland.qd import archive_io
 from rlland.qd.algo import Algo
 from rlland.qd.archive import Archive
+from rlland.qd.centroids import cvt_centroids
 from rlland.qd.metrics import metrics as qd_metrics
 
 # algorithm name -> its builder, ``(task, config, metrics_fn) -> Algo`` ("module:function", imported when used)
@@ -82,6 +86,7 @@ ALGOS = {"map_elites": "rlland.qd.map_elites:map_elites_algo", "pga_me": "rlland
          "cma_mega_td3_es": "rlland.qd.cma_mega:cma_mega_td3_es_algo", "me_es": "rlland.qd.me_es:me_es_algo"}
 # keys that may change when a run directory is resumed (they do not change what is computed)
 RESUMABLE_CHANGES = ("total_evals", "wandb", "progress", "run_dir", "force")
+ARCHIVE_KINDS = ("grid", "cvt")
 ARCHIVE_METRICS = ("qd_score", "coverage", "max_fitness", "mean_fitness", "min_fitness", "num_elites")
 ROBUSTNESS_METRICS = ("robustness", "best_reevaluated", "best_fitness")
 _ROBUST_STREAM = 2**31 - 1  # fold_in index of the robustness key stream, apart from generation keys
@@ -152,6 +157,36 @@ def _check_budget(config, evals_per_generation: int) -> None:
                          f"({evals_per_generation} evaluations)")
 
 
+def archive_builder(config, task) -> Callable[[], Archive]:
+    """``() -> Archive``: the empty archive of ``config.archive`` over ``task``'s descriptor box ``[0, 1]^m`` (one
+    seed; every seed starts from it). The checks and the CVT centroids are computed here, once; the builder is
+    called inside the init kernel, so the ``C x genome`` zeros are made there rather than baked in as a constant.
+
+    ``kind = "grid"`` (the study's): `Archive.grid` of ``grid_shape``. ``kind = "cvt"``: `Archive.empty` over
+    ``num_cells`` (0: as many as ``grid_shape`` has cells) CVT centroids (`rlland.qd.centroids.cvt_centroids`:
+    k-means on ``cvt_samples`` uniform samples, ``cvt_iters`` Lloyd iterations) drawn from ``PRNGKey(cvt_seed)``,
+    one tessellation shared by all seeds (QD scores stay comparable across seeds), as QDax's examples build one CVT
+    for a run.
+    """
+    a = config.archive
+    kind = a.get("kind", "grid")
+    require_choice("config.archive.kind", kind, ARCHIVE_KINDS)
+    lo, hi = task.descriptor_bounds
+    if kind == "grid":
+        grid = tuple(int(s) for s in a.grid_shape)
+        if len(grid) != task.descriptor_size:
+            raise ValueError(f"config.archive.grid_shape {grid} has {len(grid)} axes but task {task.name!r} has "
+                             f"{task.descriptor_size} descriptors")
+        return lambda: Archive.grid(grid, lo, hi, jnp.zeros(task.genome_size, jnp.float32))
+    num_cells = static_int("config.archive.num_cells", a.get("num_cells", 0), minimum=0)
+    num_cells = num_cells or int(np.prod([int(s) for s in a.grid_shape]))
+    samples = static_int("config.archive.cvt_samples", a.cvt_samples, minimum=num_cells)
+    iters = static_int("config.archive.cvt_iters", a.cvt_iters, minimum=0)
+    centroids = jax.jit(cvt_centroids, static_argnums=(0, 1, 5, 6))(
+        num_cells, task.descriptor_size, lo, hi, jax.random.PRNGKey(int(a.cvt_seed)), samples, iters)
+    return lambda: Archive.empty(centroids, jnp.zeros(task.genome_size, jnp.float32), minval=lo, maxval=hi)
+
+
 def make_algo(task, config, metrics_fn) -> Algo:
     """``config.algo``'s `Algo` (see `ALGOS`)."""
     module, name = ALGOS[config.algo].split(":")
@@ -167,11 +202,7 @@ def build(config: ml_collections.ConfigDict) -> QDSetup:
     else:
         robust_task = task
     metrics_fn = functools.partial(qd_metrics, f_min=float(config.f_min))
-    grid = tuple(int(s) for s in config.archive.grid_shape)
-    if len(grid) != task.descriptor_size:
-        raise ValueError(f"config.archive.grid_shape {grid} has {len(grid)} axes but task {task.name!r} has "
-                         f"{task.descriptor_size} descriptors")
-    lo, hi = task.descriptor_bounds
+    new_archive = archive_builder(config, task)
     algo = make_algo(task, config, metrics_fn)
     _check_budget(config, algo.evals_per_generation)
 
@@ -182,7 +213,7 @@ def build(config: ml_collections.ConfigDict) -> QDSetup:
 
     def init_seed(seed_key):
         """The state before generation 0 (empty archive) and the metrics of column 0 (zeros, NaN means)."""
-        archive = Archive.grid(grid, lo, hi, jnp.zeros(task.genome_size, jnp.float32))
+        archive = new_archive()
         state = algo.init_state(archive, jax.random.fold_in(seed_key, _INIT_KEY))
         out = {k: v for k, v in metrics_fn(archive).items() if k in ARCHIVE_METRICS}
         out.update({k: jnp.zeros((), jnp.int32) for k in algo.sum_keys})
@@ -387,6 +418,7 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
         fig = qd_plotting.qd_curves(history["evaluations"], history,
                                     title=f"{config.algo} on {config.task.name} ({config.num_seeds} seeds)")
         qd_plotting.save(fig, os.path.join(fig_dir, "qd_curves.png"))
+        archive_io.save_archive(os.path.join(run_dir, archive_io.ARCHIVE_FILE), jax.device_get(state.algo.archive))
     write_results(run_dir, history, attrs | {"run_seconds": run_seconds})
     return QDResult(run_dir=run_dir, state=state, history=history, compile_seconds=compile_seconds,
                     complete=complete)

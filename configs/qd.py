@@ -50,6 +50,9 @@ ALGOS = ("map_elites", "pga_me", "cma_mega_es", "cma_mega_td3_es", "me_es")
 TASKS = ("hopper", "walker2d", "halfcheetah", "ant")
 GRIDS = {"hopper": (1000,), "walker2d": (32, 32), "halfcheetah": (32, 32), "ant": (6, 6, 6, 6)}
 REWARD_OFFSET = {"ant": 3.24, "halfcheetah": 9.231, "hopper": 0.9, "walker2d": 1.413}  # QDax, per step
+# the config section holding each algorithm's settings (its traced ones can be swept: rlland.qd.driver)
+SWEEP_SECTION = {"map_elites": "emitter", "pga_me": "pga", "cma_mega_es": "cma_mega", "cma_mega_td3_es": "pga",
+                 "me_es": "me_es"}
 # the algorithms' defaults live in their modules (settings dataclasses); these read them
 BATCH_SIZE = {"map_elites": map_elites.BATCH_SIZE, "pga_me": pga.BATCH_SIZE, "cma_mega_es": cma_mega.BATCH_SIZE,
               "cma_mega_td3_es": cma_mega.BATCH_SIZE, "me_es": me_es.BATCH_SIZE}
@@ -86,6 +89,10 @@ def base(algo: str, task: str) -> ml_collections.ConfigDict:
     c.force = False
     c.progress = True
     c.wandb = ml_collections.ConfigDict(dict(mode="offline", project="rlland"))
+    # a sweep in one kernel (rlland.sweep) over the algorithm's traced hyperparameters, e.g. MAP-Elites
+    # --config.sweep.sigma="(0.01,0.02)", PGA-ME --config.sweep.iso_sigma=...; its section's other keys are static
+    c.sweep = ml_collections.ConfigDict({k: () for k in c[SWEEP_SECTION[algo]].keys()})
+    c.sweep_mode = "grid"
     return c
 
 

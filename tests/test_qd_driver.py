@@ -278,3 +278,32 @@ def test_heatmap_seed_batch_cvt_and_errors(tmp_path):
         qd_plotting.heatmap(np.zeros(5), (2, 2))
     with pytest.raises(ValueError, match="ONE seed"):
         qd_plotting.archive_heatmap(archives)
+
+
+def test_driver_sweeps_a_traced_parameter(runs, tmp_path):
+    """Issue 19: MAP-Elites' sigma swept (``config.sweep``, 2 points x 1 seed) is a batch of 2 members running
+    the kernels of the plain 2-seed run above (sigma lives in the state): member 1 (sigma 0.2) equals that run's
+    seed 0 bit for bit, member 0 (sigma 0.1) is another run; qd.h5 carries [point, seed, ...]."""
+    config, full, _, _, _ = runs
+    c = tiny_config()
+    c.num_seeds = 1
+    c.sweep.sigma = (0.1, 0.2)
+    swept = driver.run(c, run_dir=str(tmp_path / "sweep"))
+    np.testing.assert_array_equal(swept.state.algo.emitter_hparams.sigma, np.float32([0.1, 0.2]))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[0]),
+                 swept.state, full.state)
+    data, _ = read_h5(os.path.join(swept.run_dir, "qd.h5"))
+    np.testing.assert_array_equal(data["sweep/sigma"], [0.1, 0.2])
+    assert data["qd_score"].shape == (2, 1, 3) and data["final/fitnesses"].shape == (2, 1, 8)
+    for k, v in full.history.items():
+        if k != "generations":
+            np.testing.assert_array_equal(data[k][1, 0], v[0], err_msg=k)
+    assert not np.array_equal(data["final/fitnesses"][0, 0], data["final/fitnesses"][1, 0])
+    bad = qd_configs.get_config("cma_mega_es/hopper/quick")
+    bad.sweep.mu = (3, 7)
+    with pytest.raises(ValueError, match="cma_mega_es keeps no traced hyperparameters"):
+        driver.sweep_points(bad, None)
+    with pytest.raises(ValueError, match="unknown hyperparameter; traced ones: sigma"):
+        bad = tiny_config()
+        bad.sweep.sigmaa = (0.1, 0.2)  # not in the config's sweep section: ml_collections takes it in Python
+        driver.run(bad, run_dir=str(tmp_path / "bad"))

@@ -24,6 +24,12 @@ raised on resume.
 
 Seed ``i`` uses ``fold_in(PRNGKey(config.seed), i)``: the same seed whatever ``num_seeds`` is.
 
+Sweeps (`rlland.sweep`): ``config.sweep`` over the algorithm's traced hyperparameters (`TRACED_HPARAMS`: the
+pytree its state carries, e.g. MAP-Elites' emitter ``sigma``, PGA-ME's `PGAHParams`) runs points x seeds as one
+batch (member ``p * S + s``, seed ``s``'s key, point ``p``'s values written into the member's state after the
+init); qd.h5 then holds ``[point, seed, ...]`` arrays and ``sweep/<key>``; checkpoints, wandb runs (grouped by
+point) and ``archive_seed<m>.png`` follow the member axis.
+
 Run directory::
 
     config.json           the config (a different config is refused on resume unless forced)
@@ -69,7 +75,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlland import checkpoint, loop, runs, sharding, sinks
+from rlland import checkpoint, loop, runs, sharding, sinks, sweep
 from rlland.buffers import check_fits
 from rlland.validation import require_choice, require_positive, static_int
 from rlland.qd import plotting as qd_plotting
@@ -87,6 +93,9 @@ ALGOS = {"map_elites": "rlland.qd.map_elites:map_elites_algo", "pga_me": "rlland
 # keys that may change when a run directory is resumed (they do not change what is computed)
 RESUMABLE_CHANGES = ("total_evals", "wandb", "progress", "run_dir", "force")
 ARCHIVE_KINDS = ("grid", "cvt")
+# algorithm -> (config section, field of its state holding the traced hyperparameters) for sweeps
+TRACED_HPARAMS = {"map_elites": ("emitter", "emitter_hparams"), "pga_me": ("pga", "hparams"),
+                  "cma_mega_td3_es": ("pga", "hparams")}
 ARCHIVE_METRICS = ("qd_score", "coverage", "max_fitness", "mean_fitness", "min_fitness", "num_elites")
 ROBUSTNESS_METRICS = ("robustness", "best_reevaluated", "best_fitness")
 _ROBUST_STREAM = 2**31 - 1  # fold_in index of the robustness key stream, apart from generation keys
@@ -292,7 +301,8 @@ def kernels(setup: QDSetup):
 
 def _kernel_key(config) -> dict:
     """The part of a config that determines the kernels (not where or how the run is logged)."""
-    return {k: v for k, v in runs.jsonable(config).items() if k not in ("wandb", "progress", "run_dir", "force")}
+    return {k: v for k, v in runs.jsonable(config).items()
+            if k not in ("wandb", "progress", "run_dir", "force", "sweep", "sweep_mode")}
 
 
 @functools.lru_cache(maxsize=2)
@@ -312,10 +322,37 @@ def default_run_dir(config) -> str:
     return os.path.join("runs", f"qd-{config.algo}-{config.task.name}-seed{config.seed}")
 
 
-def write_results(run_dir: str, history: dict, attrs: dict) -> str:
+def write_results(run_dir: str, history: dict, attrs: dict, points: Sequence[dict] = ()) -> str:
+    """qd.h5; a sweep's member-axis arrays as ``[point, seed, ...]``, with ``sweep/<key>`` [P] and ``sweep_keys``."""
     path = os.path.join(run_dir, "qd.h5")
+    if points:
+        history = {k: (v if k == "generations" else sweep.by_point(v, len(points))) for k, v in history.items()}
+        history |= {f"sweep/{k}": np.array([p[k] for p in points], np.float64) for k in points[0]}
+        attrs = attrs | {"sweep_keys": list(points[0]), "sweep_labels": [sweep.label(p) for p in points]}
     sinks.write_h5(path, history, attrs)
     return path
+
+
+def sweep_points(config, setup: QDSetup) -> list[dict]:
+    """The points of ``config.sweep`` (`rlland.sweep`), checked against the algorithm's traced hyperparameters
+    (the fields of its state's `TRACED_HPARAMS` pytree); ValueError for anything else."""
+    if not sweep.spec(config):
+        return []
+    if config.algo not in TRACED_HPARAMS:
+        raise ValueError(f"config.sweep: {config.algo} keeps no traced hyperparameters in its state (its settings "
+                         f"are static, compiled into the kernel); run one run per value")
+    section, field = TRACED_HPARAMS[config.algo]
+    abstract = jax.eval_shape(kernels(setup)[0], jax.ShapeDtypeStruct((1, 2), jnp.uint32))[0]
+    traced = tuple(f.name for f in dataclasses.fields(getattr(abstract.algo, field)))
+    return sweep.validate(config, traced, set(config[section].keys()), where=f"config.{section}")
+
+
+def _with_point_hparams(state: QDRunState, config, points: list[dict]) -> QDRunState:
+    """Member ``p * S + s`` of a fresh member-batched state with point ``p``'s traced hyperparameters."""
+    field = TRACED_HPARAMS[config.algo][1]
+    values = {k: jnp.repeat(jnp.asarray([p[k] for p in points], jnp.float32), int(config.num_seeds))
+              for k in points[0]}
+    return state.replace(algo=state.algo.replace(**{field: getattr(state.algo, field).replace(**values)}))
 
 
 def _append_column(history: dict, metrics: dict, generations: int) -> None:
@@ -355,8 +392,10 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     force = config.get("force", False) if force is None else force
     require_choice("config.wandb.mode", config.wandb.mode, sinks.WANDB_MODES)
     setup = _cached_build(json.dumps(_kernel_key(config), sort_keys=True))
+    points = sweep_points(config, setup)
+    members = sweep.num_members(config)
     if setup.buffer_bytes:
-        check_fits(setup.buffer_bytes * config.num_seeds, f"{config.num_seeds} PGA replay buffers")
+        check_fits(setup.buffer_bytes * members, f"{members} PGA replay buffers")
     resuming = runs.prepare_run_dir(run_dir, config, force, resumable=RESUMABLE_CHANGES)
     runs.write_config(run_dir, config)
 
@@ -364,7 +403,9 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     ckpts = checkpoint.Checkpoints(run_dir, keep=config.keep_checkpoints)
     total = setup.num_generations
     t0 = time.perf_counter()
-    state, m0 = init_fn(runs.seed_keys(config))  # cheap (nothing is scored); also the restore target
+    state, m0 = init_fn(runs.member_keys(config))  # cheap (nothing is scored); also the restore target
+    if points:
+        state = _with_point_hparams(state, config, points)
     restored = ckpts.restore_latest(state) if resuming else None
     if restored is None:
         history = {}
@@ -373,7 +414,7 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
         _, state, history = restored
         state = jax.tree.map(jnp.asarray, state)
         print(f"resuming {run_dir} after generation {generations_done(state)} of {total}")
-    state = _place(state, config.num_seeds)
+    state = _place(state, members)
     init_seconds = time.perf_counter() - t0
 
     g32 = lambda g: np.asarray(g, np.int32)  # noqa: E731
@@ -386,7 +427,7 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
              "f_min": float(config.f_min), "compile_seconds": compile_seconds, "init_seconds": init_seconds}
     sink = sinks.WandbSink(run_dir, runs.run_id(run_dir), config.num_seeds, config_json,
                            mode=config.wandb.mode, project=config.wandb.project,
-                           console=config.wandb.get("console", False))
+                           console=config.wandb.get("console", False), points=points)
     evals = int(np.asarray(state.algo.num_evals).flat[0])
     columns = {k: v for k, v in history.items() if k != "generations"}  # every row so far (see history_rows)
     sink.log_rows(sinks.history_rows((columns["evaluations"][0], columns)))
@@ -397,10 +438,10 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     def save(e: loop.ChunkEnd):
         if e.chunks % config.checkpoint_every == 0 or e.final or (max_chunks is not None and e.chunks >= max_chunks):
             ckpts.save(e.position, e.state, history)
-            write_results(run_dir, history, attrs | {"run_seconds": e.seconds})
+            write_results(run_dir, history, attrs | {"run_seconds": e.seconds}, points)
 
     bar = loop.progress_bar(int(config.total_evals), evals, "eval", f"{config.algo}/{config.task.name} "
-                            f"x{config.num_seeds}", config.get("progress", True))
+                            f"x{f'{len(points)}x' if points else ''}{config.num_seeds}", config.get("progress", True))
     bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")
     state, done, run_seconds = loop.run(
         state, done, total, lambda s, g: chunk_fn(s, g32(g), g32(total - 1)),
@@ -419,7 +460,7 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
                                     title=f"{config.algo} on {config.task.name} ({config.num_seeds} seeds)")
         qd_plotting.save(fig, os.path.join(fig_dir, "qd_curves.png"))
         archive_io.save_archive(os.path.join(run_dir, archive_io.ARCHIVE_FILE), jax.device_get(state.algo.archive))
-    write_results(run_dir, history, attrs | {"run_seconds": run_seconds})
+    write_results(run_dir, history, attrs | {"run_seconds": run_seconds}, points)
     return QDResult(run_dir=run_dir, state=state, history=history, compile_seconds=compile_seconds,
                     complete=complete)
 

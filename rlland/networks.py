@@ -10,6 +10,12 @@ every hidden layer's pre-activation (for all-layer PFO and linear-region pattern
 
 Every network declares where its hidden layers live (``TRUNK``, the path of its MLP in its parameter dict), and
 ``module.layers(variables)`` returns them as a (W, b) list: analyses never guess flax's generated names.
+
+Image observations (MinAtar) go through `CNN`: convolutions, then the MLP trunk. Its features dict adds
+``conv_pre`` / ``conv_post`` (the last convolution before / after the activation, flattened) and puts every
+convolution's flattened pre-activation first in ``hidden_pre``; ``pre`` / ``post`` stay the penultimate (dense)
+layer, so the representation metrics see the dense features as for an MLP, and the conv ones besides.
+PPO's networks take a CNN torso with ``conv_features`` non-empty (`CategoricalActor`, `VCritic`).
 """
 from __future__ import annotations
 
@@ -48,6 +54,76 @@ class MLP(nn.Module):
             pres.append(pre)
             x = act(pre)
         return x, {"pre": pres[-1], "post": x, "hidden_pre": tuple(pres)}
+
+
+class CNN(nn.Module):
+    """Convolutions then the MLP trunk, on FLAT observations reshaped to ``input_shape`` (H, W, C).
+
+    Each convolution: ``conv_features[i]`` filters of ``kernel_size`` x ``kernel_size``, stride ``stride``, VALID
+    padding, orthogonal init (``hidden_scale``), zero bias, the activation; then flatten and ``hidden_sizes``
+    dense layers. The study's Atari network is Nature-DQN's (Mnih et al., 2015: 32 8x8/4, 64 4x4/2, 64 3x3/1,
+    dense 512, ReLU; reference A.2 of the representation study); on MinAtar's 10 x 10 grids the standard
+    reduction is MinAtar's own network (Young & Tian, 2019: 16 3x3/1, dense 128, ReLU), the default here.
+    """
+
+    input_shape: Sequence[int]
+    conv_features: Sequence[int] = (16,)
+    hidden_sizes: Sequence[int] = (128,)
+    activation: str = "relu"
+    hidden_scale: float = 2.0 ** 0.5
+    kernel_size: int = 3
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        batch = x.shape[:-1]
+        x = x.reshape(batch + tuple(self.input_shape))
+        act, pres = activation(self.activation), []
+        for f in self.conv_features:
+            pre = nn.Conv(f, (self.kernel_size, self.kernel_size), strides=(self.stride, self.stride),
+                          padding="VALID", kernel_init=nn.initializers.orthogonal(self.hidden_scale),
+                          bias_init=nn.initializers.zeros)(x)
+            pres.append(pre.reshape(batch + (-1,)))
+            x = act(pre)
+        x = x.reshape(batch + (-1,))
+        h, feats = MLP(self.hidden_sizes, self.activation, self.hidden_scale)(x)
+        return h, feats | {"conv_pre": pres[-1], "conv_post": x, "hidden_pre": tuple(pres) + feats["hidden_pre"]}
+
+
+class _ConvHead(nn.Module):
+    """CNN torso + one dense head of ``out`` units."""
+
+    out: int
+    input_shape: Sequence[int]
+    conv_features: Sequence[int]
+    hidden_sizes: Sequence[int]
+    activation: str = "relu"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 2.0 ** 0.5
+    kernel_size: int = 3
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        h, feats = CNN(self.input_shape, self.conv_features, self.hidden_sizes, self.activation, self.hidden_scale,
+                       self.kernel_size, self.stride)(x)
+        return _dense(self.out, self.output_scale)(h), feats
+
+
+def _head(out: int, module) -> nn.Module:
+    """The MLP head, or the CNN head when ``module.conv_features`` is non-empty (same fields otherwise)."""
+    if module.conv_features:
+        return _ConvHead(out, tuple(module.input_shape), tuple(module.conv_features), module.hidden_sizes,
+                         module.activation, module.hidden_scale, module.output_scale, module.kernel_size,
+                         module.stride)
+    return _Head(out, module.hidden_sizes, module.activation, module.hidden_scale, module.output_scale)
+
+
+def _mlp_layers(module, variables) -> list[tuple[jax.Array, jax.Array]]:
+    if module.conv_features:
+        raise ValueError(f"{type(module).__name__} has a CNN torso: its layers are not a (W, b) list of dense layers "
+                         f"(linear-region analyses need an MLP)")
+    return hidden_layers(variables, trunk=module.TRUNK)
 
 
 class _Head(nn.Module):
@@ -145,23 +221,53 @@ class GaussianActor(nn.Module):
         return _ret((mean, jnp.broadcast_to(log_std, mean.shape)), feats, with_features)
 
 
+class CategoricalActor(nn.Module):
+    """Returns the logits of a categorical policy over ``num_actions``: PPO's discrete head (cleanrl's / PureJaxRL's
+    ``Categorical(logits=actor(x))``), on an MLP or, with ``conv_features``, a `CNN` torso."""
+
+    num_actions: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    hidden_scale: float = 2.0 ** 0.5
+    output_scale: float = 0.01
+    conv_features: Sequence[int] = ()
+    input_shape: Sequence[int] = ()
+    kernel_size: int = 3
+    stride: int = 1
+
+    TRUNK: ClassVar[str] = "_Head_0/MLP_0"
+
+    def layers(self, variables) -> list[tuple[jax.Array, jax.Array]]:
+        """The hidden (W, b) layers of this network's parameters, W of shape (in, out) (MLP torso only)."""
+        return _mlp_layers(self, variables)
+
+    @nn.compact
+    def __call__(self, obs, with_features: bool = False):
+        logits, feats = _head(self.num_actions, self)(obs)
+        return _ret(logits, feats, with_features)
+
+
 class VCritic(nn.Module):
-    """V(s), a scalar per observation."""
+    """V(s), a scalar per observation (MLP, or a `CNN` torso with ``conv_features``)."""
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     hidden_scale: float = 2.0 ** 0.5
     output_scale: float = 1.0
+    conv_features: Sequence[int] = ()
+    input_shape: Sequence[int] = ()
+    kernel_size: int = 3
+    stride: int = 1
 
     TRUNK: ClassVar[str] = "_Head_0/MLP_0"
 
     def layers(self, variables) -> list[tuple[jax.Array, jax.Array]]:
-        """The hidden (W, b) layers of this network's parameters, W of shape (in, out)."""
-        return hidden_layers(variables, trunk=self.TRUNK)
+        """The hidden (W, b) layers of this network's parameters, W of shape (in, out) (MLP torso only)."""
+        return _mlp_layers(self, variables)
 
     @nn.compact
     def __call__(self, obs, with_features: bool = False):
-        v, feats = _Head(1, self.hidden_sizes, self.activation, self.hidden_scale, self.output_scale)(obs)
+        v, feats = _head(1, self)(obs)
         return _ret(v[..., 0], feats, with_features)
 
 

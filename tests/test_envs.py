@@ -116,7 +116,7 @@ def test_bad_names_list_the_valid_ones():
 
 def test_wrong_action_shape_is_refused():
     env = envs.make("probe_constant")
-    with pytest.raises(ValueError, match=r"expected an action of shape \(1,\)"):
+    with pytest.raises(ValueError, match=r"expected a continuous action of shape \(1,\)"):
         env.step(env.reset(jax.random.PRNGKey(0)), jnp.zeros(2), jax.random.PRNGKey(1))
 
 

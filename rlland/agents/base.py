@@ -89,8 +89,13 @@ class Agent:
     HPARAMS: ClassVar[tuple[str, ...]]  # traced scalar hyperparameters
     POSITIVE: ClassVar[tuple[str, ...]] = ()  # keys (static or traced) that must be > 0
     UNIT: ClassVar[tuple[str, ...]] = ()  # keys that must lie in [0, 1]
+    ACTION_KINDS: ClassVar[tuple[str, ...]] = ("continuous",)  # the action spaces (rlland.envs.spaces) it acts in
 
     def __init__(self, env: Env, config: ml_collections.ConfigDict):
+        kind = getattr(getattr(env, "action_space", None), "kind", "continuous")
+        if kind not in self.ACTION_KINDS:
+            raise ValueError(f"{self.name}: {getattr(env, 'name', env)!r} has {kind} actions; {self.name} acts in "
+                             f"{' or '.join(self.ACTION_KINDS)} action spaces only (PPO does both)")
         self.env = env
         self.config = config
         self._validate()

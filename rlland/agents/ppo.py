@@ -12,6 +12,15 @@ with r_t the agent's reward transform of the env reward (``reward_scaling``, opt
 R = A + V_old, Adam (eps 1e-5) after global-norm clipping. The Gaussian policy has a state-independent log-std;
 the unclipped action is stored and the env clips it to [-1, 1].
 
+Discrete actions (``env.action_space.kind == "discrete"``: MinAtar, the discrete probes): the policy is
+categorical, pi(a|s) = softmax(logits(s))_a (`rlland.networks.CategoricalActor`), H its entropy, the deterministic
+action argmax_a logits; everything else (GAE, clipping, normalisation, diagnostics, PFO) is the same code. The
+torso (static ``network``): ``"mlp"`` (``hidden_sizes``) or ``"cnn"`` (`rlland.networks.CNN`: ``conv_features``
+filters of ``conv_kernel`` x ``conv_kernel`` / ``conv_stride``, then ``hidden_sizes`` dense, for image
+observations: ``env.observation_shape`` of rank 3) for actor and critic alike (separate networks, as the
+study's). With a CNN the diagnostics add the last convolution's features (``{actor,critic}_conv_{pre,post}``)
+to the dense ones, and ``pfo="all"`` includes every convolution's pre-activation.
+
 Where the study differs: its GAE (cleanrl's) treats a time limit as a termination and bootstraps nothing at
 truncation; here a truncated step bootstraps from V(s'_t) of its true final observation. Seeds are vmapped
 rather than run in a Python loop, and each seed gets its own key (the study's ``random_seed`` was ignored).
@@ -69,19 +78,22 @@ from rlland.envs import EnvState
 from rlland.normalization import RunningStats
 from rlland.representation import diagnostics
 from rlland.representation.diversity import policy_variance, value_diversity
-from rlland.representation.kl import kl_gaussian, kl_k1, kl_k3
+from rlland.representation.kl import kl_categorical, kl_gaussian, kl_k1, kl_k3
 from rlland.representation.pfo import feature_drift, pfo_features, pfo_loss
 from rlland.representation.trust_region import ratio_stats
 from rlland.seed_axis import ENV_AXIS
 
 
 LOG_GROUPS = ("ranks", "dead_units", "norms", "diversity", "trust_region", "kl", "drift")
+NETWORKS = ("mlp", "cnn")
 PFO_MODES = ("auto", "off", "last", "all")
 
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         hidden_sizes=(64, 64), activation="tanh", num_envs=2048, unroll_length=16, num_minibatches=2, epochs=4,
+        # torso (static): "mlp", or "cnn" for image observations (conv layers, then hidden_sizes dense)
+        network="mlp", conv_features=(16,), conv_kernel=3, conv_stride=1,
         normalize_observations=False, adam_eps=1e-5,
         # orthogonal initialiser scales (networks.py): cleanrl's sqrt(2) hidden, 0.01 policy head, 1.0 value head
         hidden_init_scale=2.0 ** 0.5, actor_output_scale=0.01, critic_output_scale=1.0,
@@ -154,6 +166,7 @@ class PPO(Agent):
     POSITIVE = ("learning_rate", "num_envs", "unroll_length", "num_minibatches", "epochs", "max_grad_norm",
                 "adam_eps")
     UNIT = ("gamma", "gae_lambda")
+    ACTION_KINDS = ("continuous", "discrete")
 
     def __init__(self, env, config):
         super().__init__(env, config)
@@ -161,10 +174,19 @@ class PPO(Agent):
         if (c.num_envs * c.unroll_length) % c.num_minibatches:
             raise ValueError(f"ppo: num_envs * unroll_length ({c.num_envs * c.unroll_length}) must be divisible "
                              f"by num_minibatches ({c.num_minibatches})")
-        self.actor = networks.GaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation,
-                                            c.hidden_init_scale, c.actor_output_scale)
+        self.discrete = bool(getattr(getattr(env, "action_space", None), "discrete", False))
+        if c.network == "cnn" and not self.discrete:
+            raise ValueError("ppo: config.network='cnn' is for image observations with discrete actions (MinAtar); "
+                             "the Gaussian actor has an MLP torso")
+        torso = self._torso(env, c)
+        if self.discrete:
+            self.actor = networks.CategoricalActor(env.action_size, tuple(c.hidden_sizes), c.activation,
+                                                   c.hidden_init_scale, c.actor_output_scale, **torso)
+        else:
+            self.actor = networks.GaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation,
+                                                c.hidden_init_scale, c.actor_output_scale)
         self.critic = networks.VCritic(tuple(c.hidden_sizes), c.activation, c.hidden_init_scale,
-                                       c.critic_output_scale)
+                                       c.critic_output_scale, **torso)
         if c.pfo not in PFO_MODES:
             raise ValueError(f"ppo: config.pfo must be one of {PFO_MODES}, got {c.pfo!r}")
         coefs = {"pfo_coef": c.pfo_coef, "pfo_critic_coef": c.pfo_critic_coef}
@@ -183,6 +205,29 @@ class PPO(Agent):
         if unknown:
             raise ValueError(f"ppo: unknown config.log_metrics {sorted(unknown)}; valid: {LOG_GROUPS}")
 
+    @staticmethod
+    def _torso(env, c) -> dict:
+        """The CNN fields of the networks ({} for an MLP), checked against the env's observation shape."""
+        if c.network not in NETWORKS:
+            raise ValueError(f"ppo: config.network must be one of {NETWORKS}, got {c.network!r}")
+        if c.network == "mlp":
+            return {}
+        shape = tuple(getattr(env, "observation_shape", (env.observation_size,)))
+        if len(shape) != 3:
+            raise ValueError(f"ppo: config.network='cnn' needs image observations (H, W, C); {env.name!r} has "
+                             f"observation_shape {shape}")
+        if not c.conv_features or min(c.conv_features) < 1 or c.conv_kernel < 1 or c.conv_stride < 1:
+            raise ValueError(f"ppo: config.conv_features must be non-empty positive filter counts and conv_kernel / "
+                             f"conv_stride positive, got {c.conv_features}, {c.conv_kernel}, {c.conv_stride}")
+        side = min(shape[:2])
+        for _ in c.conv_features:
+            side = (side - c.conv_kernel) // c.conv_stride + 1
+        if side < 1:
+            raise ValueError(f"ppo: {len(c.conv_features)} convolutions of {c.conv_kernel}x{c.conv_kernel} / "
+                             f"{c.conv_stride} do not fit the {shape[0]}x{shape[1]} observations")
+        return dict(conv_features=tuple(int(f) for f in c.conv_features), input_shape=shape,
+                    kernel_size=int(c.conv_kernel), stride=int(c.conv_stride))
+
     def hparams(self, **overrides):
         concrete = [overrides[k] for k in ("pfo_coef", "pfo_critic_coef")
                     if k in overrides and not isinstance(overrides[k], jax.core.Tracer)]  # checkable values
@@ -199,7 +244,7 @@ class PPO(Agent):
         scalars per step), its batch and the shuffled minibatch copy (x3), float32. Grows as seeds x num_envs x
         unroll_length; the driver checks it before allocating anything."""
         c = self.config
-        per_step = 2 * self.env.observation_size + self.env.action_size + 6
+        per_step = 2 * self.env.observation_size + (1 if self.discrete else self.env.action_size) + 6
         return 3 * 4 * int(num_seeds) * int(c.num_envs) * int(c.unroll_length) * per_step
 
     def init_networks(self, k_actor, k_critic) -> dict:
@@ -221,17 +266,24 @@ class PPO(Agent):
         return PPOState(params=params, opt_state=self.tx(hp).init(nets), env_state=env_state, key=k_next,
                         env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32), hparams=hp)
 
-    def policy(self, params, obs) -> distrax.Distribution:
-        mean, log_std = self.actor.apply(params["actor"], self.normalize(params, obs))
+    def distribution(self, out) -> distrax.Distribution:
+        """The policy distribution of the actor's output: Categorical(logits) or Normal(mean, exp(log_std))."""
+        if self.discrete:
+            return distrax.Categorical(logits=out)
+        mean, log_std = out
         return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+
+    def policy(self, params, obs) -> distrax.Distribution:
+        return self.distribution(self.actor.apply(params["actor"], self.normalize(params, obs)))
 
     def value(self, params, obs):
         return self.critic.apply(params["critic"], self.normalize(params, obs))
 
     def policy_and_features(self, params, obs) -> tuple[distrax.Distribution, dict]:
-        """pi(.|s) and the actor's features dict (``pre``, ``post``, ``hidden_pre``), one forward pass."""
-        (mean, log_std), feats = self.actor.apply(params["actor"], self.normalize(params, obs), with_features=True)
-        return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), feats
+        """pi(.|s) and the actor's features dict (``pre``, ``post``, ``hidden_pre``; a CNN's ``conv_pre`` /
+        ``conv_post``), one forward pass."""
+        out, feats = self.actor.apply(params["actor"], self.normalize(params, obs), with_features=True)
+        return self.distribution(out), feats
 
     def value_and_features(self, params, obs) -> tuple[jax.Array, dict]:
         return self.critic.apply(params["critic"], self.normalize(params, obs), with_features=True)
@@ -241,9 +293,11 @@ class PPO(Agent):
         return pfo_features(feats, all_layers=self.pfo == "all")
 
     def act(self, params, obs, key=None, deterministic=True, hp=None):
-        """The Gaussian mean when deterministic (the study's evaluation action), else a sample (unclipped)."""
+        """The Gaussian mean (discrete: the most likely action) when deterministic (the study's evaluation action),
+        else a sample (unclipped)."""
         if deterministic:
-            return self.actor.apply(params["actor"], self.normalize(params, obs))[0]
+            out = self.actor.apply(params["actor"], self.normalize(params, obs))
+            return jnp.argmax(out, axis=-1).astype(jnp.int32) if self.discrete else out[0]
         return self.policy(params, obs).sample(seed=key)
 
     # -- data -----------------------------------------------------------------------------------------------
@@ -390,28 +444,33 @@ class PPO(Agent):
 
         (pi0, v0, f0), (pi1, v1, f1) = forward(params_start), forward(params_end)
         out = {}
+        kinds = ("pre", "post", "conv_pre", "conv_post") if "conv_pre" in f0["actor"] else ("pre", "post")
         if groups & {"ranks", "norms", "dead_units"}:
             mats = {f"{phase}/{net}_{kind}": f[net][kind] for phase, f in (("start", f0), ("end", f1))
-                    for net in ("actor", "critic") for kind in ("pre", "post")}
+                    for net in ("actor", "critic") for kind in kinds}
             dead = c.activation if "dead_units" in groups and diagnostics.supports_dead_units(c.activation) else None
             out |= diagnostics.feature_summary(mats, ranks="ranks" in groups, norms="norms" in groups,
                                                dead_units_activation=dead)
         if "diversity" in groups:
             for phase, pi, v in (("start", pi0, v0), ("end", pi1, v1)):
                 div = value_diversity(v)
-                out |= {f"{phase}/policy_variance": policy_variance((pi.loc, pi.scale_diag)),
+                params_pi = (pi.probs,) if self.discrete else (pi.loc, pi.scale_diag)
+                out |= {f"{phase}/policy_variance": policy_variance(params_pi),
                         f"{phase}/value_avg": div["avg"], f"{phase}/value_std": div["std"]}
         logp_end = pi1.log_prob(sub.action)
         if "trust_region" in groups:
             stats = ratio_stats(jnp.exp(logp_end - sub.logp), hp["clip_eps"])
             out |= {f"end/ratio_{k}": v for k, v in stats.items() if not k.startswith("count")}
         if "kl" in groups:  # KL(start || end), actions from the rollout (start) policy
-            log_std0, log_std1 = jnp.log(pi0.scale_diag), jnp.log(pi1.scale_diag)
-            out |= {"end/kl_analytic": kl_gaussian(pi0.loc, log_std0, pi1.loc, log_std1).mean(),
+            if self.discrete:
+                analytic = kl_categorical(pi0.logits, pi1.logits)
+            else:
+                analytic = kl_gaussian(pi0.loc, jnp.log(pi0.scale_diag), pi1.loc, jnp.log(pi1.scale_diag))
+            out |= {"end/kl_analytic": analytic.mean(),
                     "end/kl_k1": kl_k1(sub.logp, logp_end), "end/kl_k3": kl_k3(sub.logp, logp_end)}
         if "drift" in groups:
             for net in ("actor", "critic"):
-                for kind in ("pre", "post"):
+                for kind in kinds:
                     out[f"drift/{net}_{kind}"] = feature_drift(f0[net][kind], f1[net][kind])
                 out[f"drift/{net}_all_pre"] = feature_drift(pfo_features(f0[net], True), pfo_features(f1[net], True))
         return {f"repr/{k}": v for k, v in out.items()}

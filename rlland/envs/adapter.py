@@ -15,7 +15,20 @@ terminated)``. `Env` adds what RL correctness needs and Brax's own wrappers get 
   the evaluation protocol of the return-landscapes study (reference A.4);
 * a core's per-step diagnostics (Brax's ``state.metrics``: reward terms such as ``reward_forward``,
   ``reward_ctrl``, ``reward_healthy``, and positions/velocities) come back as ``Step.metrics`` (a dict of scalars,
-  those of the step taken, before any reset; empty for a core without an optional ``metrics(inner)`` method).
+  those of the step taken, before any reset; empty for a core without an optional ``metrics(inner)`` method);
+* the action space is part of the contract (`rlland.envs.spaces`): ``env.action_space`` is continuous (a
+  ``(size,)`` float vector, clipped to [-1, 1]) or discrete (an int index of shape ``()``, never clipped);
+  a core declares it as ``action_space`` (default: continuous of ``action_size``);
+* observations are flat float vectors of ``observation_size``; a core whose observations are images (MinAtar's
+  10 x 10 x C grids) flattens them and declares ``observation_shape`` (default ``(observation_size,)``) for the
+  networks that reshape them (`rlland.networks.CNN`);
+* a core with stochastic dynamics (MinAtar spawns enemies at random) sets ``stochastic = True`` and takes a key,
+  ``step(inner, action, key)``: `Env.step` splits its key into the dynamics' and the reset's (deterministic
+  cores get the whole key for the reset, as before, so their streams are unchanged).
+
+The same contract holds for every suite (Brax, MinAtar via gymnax, DM Control via MuJoCo Playground, probe
+tasks); each core leaves time limits to `Env` (gymnax's and Playground's own limits are not used) and reports
+only its task's own termination.
 """
 from __future__ import annotations
 
@@ -25,18 +38,21 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlland.envs.spaces import ActionSpace, of_core
 from rlland.seed_axis import ENV_AXIS, SEED_AXIS, seed_cond
 
 
 class Core(Protocol):
     observation_size: int
-    action_size: int
+    action_size: int  # continuous: the action dimension; discrete: the number of actions
 
     def reset(self, key: jax.Array) -> tuple[Any, jax.Array]: ...
 
     def step(self, inner: Any, action: jax.Array) -> tuple[Any, jax.Array, jax.Array, jax.Array]: ...
 
-    # optional: ``metrics(inner) -> dict[str, scalar]``, the step's diagnostics (see Step.metrics)
+    # optional: ``metrics(inner) -> dict[str, scalar]``, the step's diagnostics (see Step.metrics);
+    # ``action_space`` (an `ActionSpace`; default continuous of action_size); ``observation_shape`` (default
+    # (observation_size,)); ``stochastic = True`` with ``step(inner, action, key)`` (see the module docstring)
 
 
 class EnvState(struct.PyTreeNode):
@@ -69,11 +85,14 @@ class Env:
         self.episode_length = int(episode_length)
         self.fixed_start = bool(fixed_start)
         self.observation_size = int(core.observation_size)
-        self.action_size = int(core.action_size)
+        self.observation_shape = tuple(int(d) for d in getattr(core, "observation_shape", (self.observation_size,)))
+        self.action_space: ActionSpace = of_core(core)
+        self.action_size = self.action_space.size
+        self.stochastic = bool(getattr(core, "stochastic", False))
 
     def __repr__(self) -> str:
         return (f"Env({self.name!r}, episode_length={self.episode_length}, fixed_start={self.fixed_start}, "
-                f"obs={self.observation_size}, act={self.action_size})")
+                f"obs={self.observation_size}, act={self.action_space.kind}:{self.action_size})")
 
     def reset(self, key: jax.Array) -> EnvState:
         if self.fixed_start:
@@ -84,16 +103,24 @@ class Env:
 
     def step(self, state: EnvState, action: jax.Array, key: jax.Array, autoreset: bool = True
              ) -> tuple[EnvState, Step]:
-        """Advance one step; actions are clipped to [-1, 1]. ``key`` seeds the reset if the episode ends.
+        """Advance one step. Continuous actions are clipped to [-1, 1]; discrete ones are int indices, cast to
+        int32 and passed as they are. ``key`` seeds the reset if the episode ends (and, for a stochastic core,
+        the step's dynamics: ``k_dynamics, k_reset = split(key)``).
 
         ``autoreset=False`` (static) skips the reset: the state goes on from the end of the episode, which is
         what a single-episode evaluation wants (it ignores everything after the end and should not pay for a
         reset at every step)."""
         action = jnp.asarray(action)
-        if action.shape != (self.action_size,):
-            raise ValueError(f"{self.name}: expected an action of shape ({self.action_size},) for one env "
+        space = self.action_space
+        if action.shape != space.shape:
+            raise ValueError(f"{self.name}: expected a {space.kind} action of shape {space.shape} for one env "
                              f"(vmap for batches), got {action.shape}")
-        inner, obs, reward, terminated = self.core.step(state.inner, jnp.clip(action, -1.0, 1.0))
+        action = action.astype(jnp.int32) if space.discrete else jnp.clip(action, -1.0, 1.0)
+        if self.stochastic:
+            k_dynamics, key = jax.random.split(key)
+            inner, obs, reward, terminated = self.core.step(state.inner, action, k_dynamics)
+        else:
+            inner, obs, reward, terminated = self.core.step(state.inner, action)
         metrics = dict(self.core.metrics(inner)) if hasattr(self.core, "metrics") else {}
         reward = jnp.asarray(reward, jnp.float32)
         terminated = jnp.asarray(terminated).astype(bool)

@@ -19,9 +19,11 @@ def brax_names() -> tuple[str, ...]:
 
 
 class BraxCore:
-    """Wraps one ``brax.envs`` environment. ``fixed_start`` sets ``reset_noise_scale=0`` where the task has it."""
+    """Wraps one ``brax.envs`` environment (``name`` bare or ``brax/<name>``). ``fixed_start`` sets
+    ``reset_noise_scale=0`` where the task has it."""
 
     def __init__(self, name: str, backend: str, fixed_start: bool = False, **env_kwargs):
+        name = name.removeprefix("brax/")
         cls = brax_envs._envs[name]
         if fixed_start and "reset_noise_scale" in inspect.signature(cls.__init__).parameters:
             env_kwargs.setdefault("reset_noise_scale", 0.0)

@@ -154,6 +154,9 @@ def perturbed_policy(agent, params, deterministic: bool = True, action_noise: fl
 
     if not action_noise and not param_noise:
         return evaluate.agent_policy(agent, params, deterministic)
+    if action_noise and getattr(getattr(agent.env, "action_space", None), "discrete", False):
+        raise ValueError(f"action_noise is Gaussian noise on continuous actions; {agent.env.name!r} has discrete "
+                         f"actions (use param_noise)")
     perturb = noise_fn(param_noise) if param_noise else None
 
     def policy(obs, key):

@@ -8,7 +8,7 @@ Pure array functions for ONE feature matrix / batch; batches of seeds, snapshots
 * ``units``: :func:`dead_units`.
 * ``norms``: :func:`feature_norms`.
 * ``diversity``: :func:`policy_variance`, :func:`value_diversity`.
-* ``kl``: :func:`kl_k1`, :func:`kl_k3`, :func:`kl_gaussian` (KL(old || new), samples from old).
+* ``kl``: :func:`kl_k1`, :func:`kl_k3`, :func:`kl_gaussian`, :func:`kl_categorical` (KL(old || new), samples from old).
 * ``trust_region``: :func:`ratio_stats`.
 * ``pfo``: :func:`pfo_features`, :func:`pfo_loss`, :func:`feature_drift` (PFO regulariser, reference A.6).
 * ``plasticity``: :func:`plasticity` (the probe, reference A.5), :func:`fit_to_targets`,
@@ -22,7 +22,7 @@ A whole run (not imported here: it loads runs, which import the agents, which im
 """
 from rlland.representation.diagnostics import every, feature_summary, subsample
 from rlland.representation.diversity import policy_variance, value_diversity
-from rlland.representation.kl import kl_gaussian, kl_k1, kl_k3
+from rlland.representation.kl import kl_categorical, kl_gaussian, kl_k1, kl_k3
 from rlland.representation.norms import feature_norms
 from rlland.representation.pfo import feature_drift, pfo_features, pfo_loss
 from rlland.representation.plasticity import collect_observations, fit_to_targets, plasticity
@@ -54,6 +54,7 @@ __all__ = [
     "value_diversity",
     "kl_k1",
     "kl_k3",
+    "kl_categorical",
     "kl_gaussian",
     "ratio_stats",
     "pfo_features",

@@ -64,3 +64,16 @@ def kl_gaussian(mean_p, log_std_p, mean_q, log_std_q) -> jax.Array:
     mahal = jnp.square((mean_p - mean_q) * jnp.exp(-log_std_q))
     per_dim = 0.5 * (var_ratio + mahal - 1.0) + (log_std_q - log_std_p)
     return jnp.sum(per_dim, axis=-1)
+
+
+@jax.jit
+def kl_categorical(logits_p, logits_q) -> jax.Array:
+    """Analytic KL(p || q) between categoricals given by logits, summed over the last (action) axis:
+    ``KL = sum_a p_a (log p_a - log q_a)`` with ``log p = log_softmax(logits_p)``. For PPO diagnostics p = old
+    policy, q = new policy, per state (the reference's ``kl_dist`` for its Atari agents); the batch value is the
+    mean over states. Inputs broadcast; the result drops the last axis."""
+    logits_p, logits_q = jnp.asarray(logits_p), jnp.asarray(logits_q)
+    if min(logits_p.ndim, logits_q.ndim) < 1:
+        raise ValueError("kl_categorical expects arrays with a last (action) axis, e.g. shape [A] or [N, A]")
+    log_p, log_q = jax.nn.log_softmax(logits_p, axis=-1), jax.nn.log_softmax(logits_q, axis=-1)
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)

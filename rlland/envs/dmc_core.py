@@ -1,0 +1,94 @@
+"""DeepMind Control Suite tasks (Tassa et al., 2018) in MJX through MuJoCo Playground, as a `Core`
+(``pip install -e '.[dmc]'``).
+
+MuJoCo Playground (Zakka et al., 2025; package ``playground``, module ``mujoco_playground``) re-implements the DM
+Control suite on MJX and ships its model files (``dm_control_suite/xmls``), so nothing is downloaded at run time
+(only its locomotion and manipulation suites fetch mujoco_menagerie, and rlland never loads them). Task names are
+Playground's in snake case: ``CheetahRun`` -> ``dmc/cheetah_run``, ``FingerSpin`` -> ``dmc/finger_spin``.
+
+The core calls the raw ``MjxEnv.reset`` / ``step`` (no Playground or Brax wrappers), so `Env` owns the time limit
+(Playground's ``episode_length``, 1000 for every suite task, is only `default_episode_length`) and the
+autoreset. DM Control tasks never end on their own: Playground's ``done`` is 1 only when the physics went NaN,
+which is what ``terminated`` reports (an episode otherwise always ends by truncation, and value targets
+bootstrap through it). Actions are continuous in [-1, 1] (every suite actuator's ctrlrange). The reset draws its
+random pose from the reset key (a fixed start: the pose of key 0). The MJX implementation is ``impl="jax"``
+(Playground's default is ``"warp"``, an NVIDIA-GPU kernel that neither runs on CPU nor vmaps like plain JAX);
+pass ``impl=...`` or any other Playground config key as an env kwarg to override it.
+"""
+from __future__ import annotations
+
+import re
+
+import jax
+
+from rlland import quiet
+from rlland.envs.spaces import continuous
+
+INSTALL_HINT = "pip install -e '.[dmc]' (MuJoCo Playground)"
+DEFAULT_IMPL = "jax"
+
+
+def _suite():
+    try:
+        with quiet.imports():  # mujoco.mjx prints "Failed to import warp" on machines without its GPU kernels
+            from mujoco_playground import dm_control_suite
+    except ImportError as err:
+        raise ImportError(f"DM Control tasks need MuJoCo Playground: {INSTALL_HINT}") from err
+    quiet.filter_warnings()
+    return dm_control_suite
+
+
+def available() -> bool:
+    try:
+        _suite()
+    except ImportError:
+        return False
+    return True
+
+
+def snake(name: str) -> str:
+    """``CheetahRun`` -> ``cheetah_run`` (Playground's CamelCase task name in rlland's spelling)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def tasks() -> dict[str, str]:
+    """rlland name -> Playground name, for every DM Control task Playground registers."""
+    return {snake(n): n for n in _suite().ALL_ENVS}
+
+
+class DMCCore:
+    """One Playground DM Control task; ``env_kwargs`` override its Playground config (``impl`` defaults to
+    ``"jax"``)."""
+
+    def __init__(self, task: str, **env_kwargs):
+        names = tasks()
+        if task not in names:
+            raise ValueError(f"unknown DM Control task {task!r}; valid: {', '.join(sorted(names))}")
+        suite = _suite()
+        config = suite.get_default_config(names[task])
+        unknown = set(env_kwargs) - set(config.keys()) - {"impl"}
+        if unknown:
+            raise ValueError(f"dmc/{task}: unknown env kwargs {sorted(unknown)}; valid: {sorted(config.keys())}")
+        self.task = task
+        self.env_kwargs = {"impl": DEFAULT_IMPL} | dict(env_kwargs)
+        config.update(self.env_kwargs)
+        self.default_episode_length = int(config.episode_length)
+        with quiet.imports():
+            self.env = suite.load(names[task], config=config)
+        if not isinstance(self.env.observation_size, int):
+            raise ValueError(f"dmc/{task}: observations are {self.env.observation_size}, not a flat vector")
+        self.observation_size = int(self.env.observation_size)
+        self.action_space = continuous(self.env.action_size)
+        self.action_size = self.action_space.size
+
+    def reset(self, key: jax.Array):
+        state = self.env.reset(key)
+        return state, state.obs
+
+    def step(self, inner, action):
+        state = self.env.step(inner, action)
+        return state, state.obs, state.reward, state.done
+
+    def metrics(self, inner) -> dict:
+        """Playground's ``state.metrics`` of a state (reward terms where the task logs any; often empty)."""
+        return dict(inner.metrics)

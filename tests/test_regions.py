@@ -421,6 +421,7 @@ def test_plane_partition_matches_line_arrangement_faces():
         pytest.fail("no well-conditioned seed")
 
     part = regions.plane_partition(layers, anchors, resolution=resolution, max_pieces=32)
+    assert regions.plane_polygons(layers, frame).num_regions == expected  # exact polygons: the LP's faces
     # a ball of radius > spacing / sqrt(2) holds a grid point, and one of radius > spacing / 2 meets a grid line
     assert int(part.num_regions) == expected
     assert int(part.num_regions_gridlines) == expected

@@ -19,10 +19,12 @@ Regions on the square, two ways:
   square as a convex polygon; :func:`plot_plane_regions` draws these by default, so the picture shows every
   region (the title gives the exact count);
 * a grid (:func:`plane_partition`, jit-able): the activation pattern at every point of an ``R x R`` grid,
-  ``num_regions`` = distinct patterns, a LOWER BOUND that misses regions containing no grid point (measured: a
-  200 x 200 grid showed ~62 % of a trained actor's regions, issue 17), and ``num_regions_gridlines``, exact for
-  the union of the 2R grid lines (exact 1-D counting on every line), a tighter lower bound. Both converge to the
-  exact count as R grows. ``method="grid"`` draws the grid instead of the polygons.
+  ``num_regions`` = distinct patterns, a LOWER BOUND that misses regions containing no grid point (issue 17: a
+  200 x 200 grid showed ~62 % of a trained actor's regions; on the 1-D car's state plane, a PPO 16-16 policy
+  after 614k steps, 266 of 375 = 71 %, and 173 of 191 on a plane through three of its states), and
+  ``num_regions_gridlines``, exact for the union of the 2R grid lines (exact 1-D counting on every line), a
+  tighter lower bound (186 of 191 there). Both converge to the exact count as R grows. ``method="grid"`` draws
+  the grid instead of the polygons.
 
 The reference builds its plane in unnormalised space but feeds raw states to the net (B.3 "Surprise"); here the
 anchors are taken as network inputs - normalise them first if the policy normalises observations.

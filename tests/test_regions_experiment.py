@@ -185,6 +185,39 @@ def test_line_counts_draw_only_valid_states(toy_trajectories):
     assert np.asarray(lc.counts).min() >= 1 and not np.asarray(lc.overflow).any()
 
 
+def test_snapshot_metrics_take_a_reference_normalizer(toy_trajectories):
+    """snapshot_region_metrics: trajectories named in ``normalizers`` and the lines use the given normaliser (the
+    study's protocol: the reference snapshot's), the others the params' own; the origin is -mean / std of the
+    lines' normaliser. The analysis config refuses unknown protocol choices."""
+    agent, params, trajs = toy_trajectories
+    p = jax.tree.map(lambda x: x[0], params)
+    ref = regions.input_normalizer(agent, jax.tree.map(lambda x: x[1], params))  # another normaliser as reference
+    own = regions.input_normalizer(agent, p)
+    t = trajs["random"]  # [E = 2, T, d]
+    kw = dict(num_lines=4, max_pieces=81, line_max_pieces=81)
+    key = jax.random.PRNGKey(8)
+    both = {"fixed": t, "random": t}
+    out = regions.snapshot_region_metrics(agent, p, both, t, key, normalizers={"random": ref}, line_normalizer=ref,
+                                          **kw)
+    for name, norm in (("fixed", own), ("random", ref)):
+        for e in range(2):
+            m = regions.policy_trajectory_metrics(agent, p, t.states[e], t.mask[e], max_pieces=81, normalizer=norm)
+            assert int(m.num_transitions) == int(out[name]["metrics"].num_transitions[e]), (name, e)
+            np.testing.assert_allclose(m.length_normalized, out[name]["metrics"].length_normalized[e], rtol=1e-6)
+    assert not np.allclose(out["fixed"]["metrics"].length_normalized, out["random"]["metrics"].length_normalized)
+    np.testing.assert_allclose(out["lines"]["origin"].anchors[0], -ref[0] / ref[1], rtol=1e-6)
+    legacy = regions.snapshot_region_metrics(agent, p, both, t, key, line_origin="input", **kw)
+    np.testing.assert_array_equal(legacy["lines"]["origin"].anchors, 0.0)
+    np.testing.assert_array_equal(legacy["random"]["metrics"].num_transitions, out["fixed"]["metrics"].num_transitions)
+    with pytest.raises(ValueError, match="not trajectories"):
+        regions.snapshot_region_metrics(agent, p, both, t, key, normalizers={"current": ref}, **kw)
+    for key_name, bad in (("normalizer", "best"), ("line_origin", "mean"), ("plane.frame", "tilted")):
+        c = regions_config.study()
+        c.update_from_flattened_dict({key_name: bad})
+        with pytest.raises(ValueError, match=key_name):
+            analysis.check_config(c)
+
+
 def test_exact_counts_doubles_overflowing_buffers():
     """The analysis's retry: a buffer that overflows is doubled (capped at the bound) until nothing does."""
     calls = []

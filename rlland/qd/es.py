@@ -27,7 +27,10 @@ def mirrored_noise(key: jax.Array, num_samples: int, dim: int) -> jax.Array:
 
 
 def centered_ranks(values: jax.Array) -> jax.Array:
-    """``rank / (n - 1) - 0.5`` along axis 0 (rank 0 = smallest; ties keep their order), float32 in [-0.5, 0.5]."""
+    """``rank / (n - 1) - 0.5`` along axis 0 (rank 0 = smallest; ties keep their order), float32 in [-0.5, 0.5].
+
+    Ties (frequent for contact-fraction descriptors) get distinct ranks in sample order (a stable sort); dqd-rl's
+    ``np.argsort`` (quicksort) leaves their order unspecified, so no tie rule can match it exactly."""
     n = values.shape[0]
     if n < 2:
         raise ValueError(f"centered_ranks needs at least 2 values, got {n}")

@@ -411,7 +411,7 @@ def analyse_run(c: ml_collections.ConfigDict, run_dir: str, verbose: bool = True
             log(f"wrote {fig_path}")
         if plane:
             for fig_path in plane_figures(agent, last, partition, states, mask, run_dir, c.plane,
-                                          seed=seeds[0], step=steps[-1], env_name=run_config.env.name):
+                                          seed=seeds[0], step=steps[-1], env=run_env):
                 log(f"wrote {fig_path}")
     return path
 
@@ -509,12 +509,12 @@ def plane_analysis(agent, params, states, mask, plane_c, *, seed, step):
 
 
 # -- figures and h5 --------------------------------------------------------------------------------------------
-def plane_figures(agent, params, partition, states, mask, run_dir, plane_c, *, seed, step,
-                  env_name: str = "") -> list[str]:
+def plane_figures(agent, params, partition, states, mask, run_dir, plane_c, *, seed, step, env=None) -> list[str]:
     """The plane picture (exact polygons) of ``partition = (grid partition, exact polygons)`` (from
     :func:`plane_analysis`) and, for 2-D state spaces, the state plane (exact polygons) with the first trajectory of
     ``states`` [E, T, d] / ``mask`` [E, T] (raw states, the policy's normaliser applied). The titles state the exact
-    number of regions drawn and, for the plane, how many of them the grid shows."""
+    number of regions drawn and, for the plane, how many of them the grid shows. ``env``: the run's env (the car's
+    picture gets its axes named and its target drawn, as the study's)."""
     grid, exact = partition
     layers = rp.actor_layers(agent, params, fold_obs_norm=False)
     r = grid.region_ids.shape[0]
@@ -531,8 +531,9 @@ def plane_figures(agent, params, partition, states, mask, run_dir, plane_c, *, s
         traj = states[0][mask[0]]
         if len(traj) >= 2:
             extra = {}
-            if env_name == car.NAME:  # the study's car picture: axes x, v and the target (100, 0)
-                extra = dict(labels=("position x", "velocity v"), target=(car.CarCore().target, 0.0))
+            core = getattr(env, "core", None)
+            if isinstance(core, car.CarCore):  # the study's car picture: axes x, v and the target (100, 0)
+                extra = dict(labels=("position x", "velocity v"), target=(core.target, 0.0))
             bounds = state_plane_box(traj, tuple(plane_c.state_bounds) or None)
             fig = plot_state_plane_trajectory(layers, traj, bounds=bounds, mean=mean, std=std, **extra)
             fig.axes[0].set_title(f"seed {seed}, step {step}: " + fig.axes[0].get_title())

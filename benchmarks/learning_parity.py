@@ -495,13 +495,13 @@ def interval_cell(d: dict) -> str:
 
 def markdown(report: dict) -> str:
     a = report["args"]
-    L = run_header(report, f"{report['date']} — {report['machine_slug']} — scale `{a['scale']}`")
+    L = run_header(report, f"{report['date']}, scale `{a['scale']}`")
     L += [f"Seeds per side: {a['num_seeds']}. Final return = the last evaluation (mean of "
           f"{PRESETS[a['scale']]['eval_episodes']} deterministic episodes per seed); intervals are 95% percentile "
           "bootstrap intervals over seeds (10,000 resamples); the ratio resamples the two sides apart. "
           "**Target**: rlland's mean final return within the peer's interval or above it.", "",
           "| task | algo | peer | env steps/seed | rlland final [95% CI] | peer final [95% CI] | "
-          "rlland ÷ peer [95% CI] | target | rlland s | peer s |",
+          "rlland ÷ peer [95% CI] | target | rlland wall s | peer wall s |",
           "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for row in report["rows"]:
         c = row.get("stats")
@@ -544,8 +544,10 @@ def markdown(report: dict) -> str:
         if c:
             L.append(f"- {row['task']}/{row['algo']}: rlland {np.round(c['rlland_final'], 1).tolist()}; "
                      f"peer {np.round(c['peer_final'], 1).tolist()}")
+    L += ["", "Wall times are whole pieces (compilation, training, evaluation; brax PPO: its seeds one after another) "
+          "on the machine as loaded when they ran: not throughput measurements (`train_throughput.py` is).", ""]
     if report.get("figure"):
-        L += ["", f"![learning curves]({report['figure']})", ""]
+        L += [f"![learning curves]({report['figure']})", ""]
     L += ["Peer commands:", ""]
     for row in report["rows"]:
         if row.get("peer_command"):

@@ -200,7 +200,8 @@ def linear_regions(scale: str) -> ml_collections.ConfigDict:
         c.regions.num_episodes.random = 10
         c.reductions = ("inverted_pendulum (200-step episodes) instead of HalfCheetah, 10 seeds, 81,920 steps, "
                         "8 snapshots", "trajectories of 200 steps, 10 random trajectories, 20 lines per family, "
-                        "a 100 x 100 plane (paper 1000 steps, 10 random trajectories, 100 lines)")
+                        "plane pictures as exact polygons (grid counts at 100 x 100 beside them) (paper 1000 steps, 10 "
+                        "random trajectories, 100 lines)")
     else:
         t = configs.load("train", "ppo_relu/inverted_pendulum")
         t.env.episode_length = 20

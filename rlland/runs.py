@@ -39,11 +39,20 @@ CONFIG_FILE = "config.json"
 # -- configs on disk -----------------------------------------------------------------------------------------
 def jsonable(config: Any) -> dict:
     """A config as plain JSON types (what config.json holds). ``sweep`` keeps only its swept keys, and is left
-    out (with ``sweep_mode``) when there are none: a plain run's config is what it was before sweeps existed."""
+    out (with ``sweep_mode``) when there are none, at any depth: a plain run's (or study's) config is what it was
+    before sweeps existed."""
     if isinstance(config, dict):
         config = ml_collections.ConfigDict(config)
-    out = json.loads(config.to_json_best_effort())
-    if "sweep" in out:  # only the swept keys; none: no sweep at all
+    return _without_empty_sweeps(json.loads(config.to_json_best_effort()))
+
+
+def _without_empty_sweeps(node: Any) -> Any:
+    """Every ``sweep`` group (a study nests driver configs) reduced to its swept keys, dropped with its
+    ``sweep_mode`` when none is swept."""
+    if not isinstance(node, dict):
+        return node
+    out = {k: _without_empty_sweeps(v) for k, v in node.items()}
+    if isinstance(out.get("sweep"), dict) or ("sweep" in out and out["sweep"] is None):
         out["sweep"] = {k: v for k, v in (out["sweep"] or {}).items() if v not in ((), [], None)}
         if not out["sweep"]:
             del out["sweep"]

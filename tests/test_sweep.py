@@ -96,6 +96,9 @@ def test_grid_and_zip_points():
     assert "sweep" not in runs.jsonable(tiny()) and "sweep_mode" not in runs.jsonable(tiny())
     assert runs.jsonable(zipped)["sweep"] == {"learning_rate": [1e-4, 1e-3], "tau": [0.005, 0.01]}
     assert runs.default_run_dir(zipped).endswith("-sweep-learning_rate-tau")
+    # nested driver configs (a study's) too: a study directory written before sweeps existed still resumes
+    nested = runs.jsonable(ml_collections.ConfigDict({"train": {"td3": tiny()}, "qd": {"me": {"sweep": {"sigma": ()}}}}))
+    assert "sweep" not in nested["train"]["td3"] and nested["qd"]["me"] == {}
 
 
 @pytest.mark.parametrize("override, message", [

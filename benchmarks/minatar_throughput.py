@@ -174,7 +174,8 @@ def bench_dmc(a) -> list[dict]:
         fn, key = bare_env_fn(env, n, a.dmc_steps), jax.random.PRNGKey(a.seed)
         t0 = time.perf_counter()
         compiled = fn.lower(key).compile()
-        r = timed(lambda: jax.block_until_ready(compiled(key)), a.repeats) | {"compile_s": time.perf_counter() - t0}
+        compile_s = time.perf_counter() - t0
+        r = timed(lambda: jax.block_until_ready(compiled(key)), a.repeats) | {"compile_s": compile_s}
         r["env_steps_per_s"] = n * a.dmc_steps / r["median_s"]
         rows.append({"what": f"bare env.step, {n} env{'s' if n > 1 else ''}", "envs": n} | r)
         log(f"dmc/{a.dmc} bare N={n}: {r['env_steps_per_s']:,.0f} env steps/s")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 import jax
+import jax.numpy as jnp
 
 from rlland import quiet
 from rlland.envs.spaces import continuous
@@ -80,14 +81,26 @@ class DMCCore:
         self.observation_size = int(self.env.observation_size)
         self.action_space = continuous(self.env.action_size)
         self.action_size = self.action_space.size
+        # shapes of the state's leaves, for the zero-size ones (pack)
+        self.leaf_shapes = [x.shape for x in jax.tree.leaves(jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)))]
+
+    def pack(self, state):
+        """MJX's Data holds zero-size arrays (e.g. ``act`` of a task without actuator states), which orbax refuses to
+        checkpoint: each is kept as zeros of its shape with every 0 replaced by 1, and sliced back by `unpack`."""
+        return jax.tree.map(lambda x: x if x.size else jnp.zeros(tuple(max(d, 1) for d in x.shape), x.dtype), state)
+
+    def unpack(self, inner):
+        leaves, treedef = jax.tree.flatten(inner)
+        return treedef.unflatten([x[tuple(slice(0, d) for d in shape)] if 0 in shape else x
+                                  for x, shape in zip(leaves, self.leaf_shapes)])
 
     def reset(self, key: jax.Array):
         state = self.env.reset(key)
-        return state, state.obs
+        return self.pack(state), state.obs
 
     def step(self, inner, action):
-        state = self.env.step(inner, action)
-        return state, state.obs, state.reward, state.done
+        state = self.env.step(self.unpack(inner), action)
+        return self.pack(state), state.obs, state.reward, state.done
 
     def metrics(self, inner) -> dict:
         """Playground's ``state.metrics`` of a state (reward terms where the task logs any; often empty)."""

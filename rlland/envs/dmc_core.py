@@ -87,7 +87,11 @@ class DMCCore:
     def pack(self, state):
         """MJX's Data holds zero-size arrays (e.g. ``act`` of a task without actuator states), which orbax refuses to
         checkpoint: each is kept as zeros of its shape with every 0 replaced by 1, and sliced back by `unpack`."""
-        return jax.tree.map(lambda x: x if x.size else jnp.zeros(tuple(max(d, 1) for d in x.shape), x.dtype), state)
+        def one(x):
+            x = jnp.asarray(x, jnp.asarray(x).dtype)  # Python floats (cheetah's time=0.0) as strongly typed arrays
+            return x if x.size else jnp.zeros(tuple(max(d, 1) for d in x.shape), x.dtype)
+
+        return jax.tree.map(one, state)
 
     def unpack(self, inner):
         leaves, treedef = jax.tree.flatten(inner)

@@ -19,6 +19,7 @@ PPO's networks take a CNN torso with ``conv_features`` non-empty (`CategoricalAc
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, ClassVar, Sequence
 
 import flax.linen as nn
@@ -168,10 +169,17 @@ class DeterministicActor(nn.Module):
 
 
 class TanhGaussianActor(nn.Module):
-    """Returns (mean, log_std) of the pre-tanh Gaussian: the SAC actor (``NormalTanhPolicy`` in the study).
+    """Returns (mean, log_std) of the pre-tanh Gaussian with a STATE-DEPENDENT scale (two dense heads on the trunk).
 
-    log_std = lo + (hi - lo) * (tanh(raw) + 1) / 2, a smooth bound to [lo, hi] = [-10, 2] (reference A.1); the
-    log-std head has orthogonal scale 1.0 as in the study.
+    ``scale_mapping`` says how the scale head's output ``raw`` becomes the std:
+
+    * ``"tanh_log_std"`` (SAC's ``NormalTanhPolicy``, reference A.1 of the landscapes study): log_std = lo +
+      (hi - lo) * (tanh(raw) + 1) / 2, a smooth bound to [lo, hi] = [``log_std_min``, ``log_std_max``] =
+      [-10, 2]; the scale head has orthogonal gain ``scale_output_scale`` = 1.0 as in that study.
+    * ``"biased_softplus"`` (the representation study's PPO, reference A.1 of ``representation-regions-qd.md``:
+      TorchRL's ``NormalParamExtractor`` with its default ``biased_softplus_1.0`` mapping): std = softplus(raw +
+      b) + 0.01 with b = log(expm1(1 - 0.01)), so std = 1 at raw = 0 and std > 0.01 (the floor; the extractor's
+      further ``scale_lb`` = 1e-4 clamp never binds above it). log_std = log(std) is returned.
     """
 
     action_size: int
@@ -181,8 +189,12 @@ class TanhGaussianActor(nn.Module):
     output_scale: float = 2.0 ** 0.5
     log_std_min: float = -10.0
     log_std_max: float = 2.0
+    scale_mapping: str = "tanh_log_std"
+    scale_output_scale: float = 1.0
 
     TRUNK: ClassVar[str] = "MLP_0"
+    SCALE_MAPPINGS: ClassVar[tuple[str, ...]] = ("tanh_log_std", "biased_softplus")
+    SOFTPLUS_MIN: ClassVar[float] = 0.01
 
     def layers(self, variables) -> list[tuple[jax.Array, jax.Array]]:
         """The hidden (W, b) layers of this network's parameters, W of shape (in, out)."""
@@ -190,10 +202,17 @@ class TanhGaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs, with_features: bool = False):
+        if self.scale_mapping not in self.SCALE_MAPPINGS:
+            raise ValueError(f"TanhGaussianActor: scale_mapping must be one of {self.SCALE_MAPPINGS}, got "
+                             f"{self.scale_mapping!r}")
         h, feats = MLP(self.hidden_sizes, self.activation, self.hidden_scale)(obs)
         mean = _dense(self.action_size, self.output_scale)(h)
-        raw = _dense(self.action_size, 1.0)(h)
-        log_std = self.log_std_min + (self.log_std_max - self.log_std_min) * 0.5 * (jnp.tanh(raw) + 1.0)
+        raw = _dense(self.action_size, self.scale_output_scale)(h)
+        if self.scale_mapping == "tanh_log_std":
+            log_std = self.log_std_min + (self.log_std_max - self.log_std_min) * 0.5 * (jnp.tanh(raw) + 1.0)
+        else:
+            bias = math.log(math.expm1(1.0 - self.SOFTPLUS_MIN))
+            log_std = jnp.log(jax.nn.softplus(raw + bias) + self.SOFTPLUS_MIN)
         return _ret((mean, log_std), feats, with_features)
 
 

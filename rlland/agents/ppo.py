@@ -9,8 +9,23 @@ One `step` = a rollout of ``unroll_length`` steps in each of ``num_envs`` envs, 
 
 with r_t the agent's reward transform of the env reward (``reward_scaling``, optional ``normalize_rewards``;
 `rlland.agents.base`), r = pi(a|s) / pi_old(a|s), A normalised per minibatch ((A - mean) / (std + 1e-8)),
-R = A + V_old, Adam (eps 1e-5) after global-norm clipping. The Gaussian policy has a state-independent log-std;
-the unclipped action is stored and the env clips it to [-1, 1].
+R = A + V_old, Adam (eps 1e-5) after global-norm clipping. The Gaussian policy (``policy="gaussian"``, the default)
+has a state-independent log-std; the unclipped action is stored and the env clips it to [-1, 1].
+
+The representation study's PPO (Moalla et al. 2024; reference ``representation-regions-qd.md`` A.1, A.3, A.7)
+differs in these options (each default is the behaviour above):
+
+* ``policy="tanh_gaussian"`` (A.1: ``LazyLinear(2 * act_dim)``, ``NormalParamExtractor``, ``TanhNormal``): the
+  actor (`rlland.networks.TanhGaussianActor`, ``scale_mapping="biased_softplus"``) outputs a mean and a
+  STATE-DEPENDENT std = softplus(raw + log(expm1(0.99))) + 0.01 (TorchRL's default ``biased_softplus_1.0``: std 1
+  at raw 0, floor 0.01); a = tanh(u), u ~ N(mean, std^2) (`TanhNormal`), log pi(a|s) = log N(atanh a) - sum
+  log(1 - a^2). The STORED action is the squashed one, clipped to [-1 + 1e-6, 1 - 1e-6] (``ACTION_EPS``, TorchRL's
+  ``SafeTanh`` bound, float32 resolution) so its atanh is finite (|u| <= 7.25), and its rollout log-prob is
+  computed from that stored action as the loss does. The entropy has no closed form: the study's TorchRL
+  ``PPOLoss`` falls back to -log pi(a'|s) of one fresh reparameterised sample a' (its ``samples_mc_entropy`` = 1),
+  and so does `PPO.entropy` (the minibatch key draws a'). The deterministic action is tanh(mean). The diagnostics
+  see the pre-tanh (loc, std) (the study's policy-variance inputs) and their analytic Gaussian KL is exact for
+  the squashed policies (KL is invariant under the same bijection on both).
 
 Discrete actions (``env.action_space.kind == "discrete"``: MinAtar, the discrete probes): the policy is
 categorical, pi(a|s) = softmax(logits(s))_a (`rlland.networks.CategoricalActor`), H its entropy, the deterministic
@@ -37,19 +52,27 @@ and adds no term (the default path is exactly the plain PPO above). To sweep the
 ``hparams`` with a zero config value, set ``pfo="last"`` (or ``"all"``) explicitly.
 
 Representation diagnostics (``log_every`` > 0; reference A.2-A.4; :mod:`rlland.representation.diagnostics`): every
-``log_every`` iterations (``updates % log_every == 0``, so the first iteration logs) the step's metrics dict gets
+``log_every`` iterations (``updates % log_every == 0``, so the first iteration logs) and on the run's last one
+(``diagnostics.logs_at``; the driver sets ``final_iteration``) the step's metrics dict gets
 ``repr/...`` scalars computed on ``log_samples`` rows of the rollout batch drawn without replacement (the whole
 batch if it is smaller; the reference uses the whole batch), with the parameters at the START of the update
 (before the epochs, i.e. the rollout's) and at its END (after all epochs), on the same rows:
 
     repr/{start,end}/{actor,critic}_{pre,post}/{effective_rank, approximate_rank, srank, feature_rank,
                                                 matrix_rank, lambda_1, norm, avg, std}         ("ranks", "norms")
+    repr/{start,end}/{actor,critic}_all_pre/{norm, avg, std}   every hidden pre-activation,  ("norms")
+                                                concatenated (A.3 all_preactivations; no ranks: the 4 [N, 2D]
+                                                spectra of 2 hidden layers would cost twice the 8 [N, D] ones)
     repr/{start,end}/{actor,critic}_post/dead_units                                            ("dead_units")
     repr/{start,end}/{policy_variance, value_avg, value_std}                                   ("diversity")
     repr/end/ratio_{mean,std,max,min}[_below|_above], repr/end/ratio_fraction_{below,above,outside}
                                                                                                ("trust_region")
     repr/end/kl_{analytic,k1,k3}   KL(start || end) on the batch's actions                    ("kl")
     repr/drift/{actor,critic}_{pre,post,all_pre}   mean_n mean_d (phi_end - phi_start)^2      ("drift")
+    repr/drift/{actor,critic}_{pre,post,all_pre}_cosine   mean_n cos(phi_start_n, phi_end_n)  ("drift")
+
+The end - start differences of the start/end pairs (the study's ``get_rank_diff``) are not computed here: the
+analysis takes them from the logged values (``rlland.representation.analysis.end_minus_start``).
 
 ``log_metrics`` selects the groups in parentheses. Other iterations give NaN for these keys, so the chunk value
 is meant to be their nanmean over the chunk (a plain mean is NaN unless every iteration logs). Under a plain vmap
@@ -79,13 +102,15 @@ from rlland.normalization import RunningStats
 from rlland.representation import diagnostics
 from rlland.representation.diversity import policy_variance, value_diversity
 from rlland.representation.kl import kl_categorical, kl_gaussian, kl_k1, kl_k3
-from rlland.representation.pfo import feature_drift, pfo_features, pfo_loss
+from rlland.representation.pfo import feature_cosine, feature_drift, pfo_features, pfo_loss
 from rlland.representation.trust_region import ratio_stats
 from rlland.seed_axis import ENV_AXIS
 
 
 LOG_GROUPS = ("ranks", "dead_units", "norms", "diversity", "trust_region", "kl", "drift")
 NETWORKS = ("mlp", "cnn")
+POLICIES = ("gaussian", "tanh_gaussian")
+ACTION_EPS = 1e-6  # tanh-Gaussian actions are stored in [-1 + eps, 1 - eps] (TorchRL's SafeTanh: float32 resolution)
 PFO_MODES = ("auto", "off", "last", "all")
 
 
@@ -94,6 +119,9 @@ def default_config() -> ml_collections.ConfigDict:
         hidden_sizes=(64, 64), activation="tanh", num_envs=2048, unroll_length=16, num_minibatches=2, epochs=4,
         # torso (static): "mlp", or "cnn" for image observations (conv layers, then hidden_sizes dense)
         network="mlp", conv_features=(16,), conv_kernel=3, conv_stride=1,
+        # continuous policy head (static): "gaussian" (state-independent log-std) | "tanh_gaussian" (the
+        # representation study's TanhNormal with a state-dependent scale)
+        policy="gaussian",
         normalize_observations=False, adam_eps=1e-5,
         # orthogonal initialiser scales (networks.py): cleanrl's sqrt(2) hidden, 0.01 policy head, 1.0 value head
         hidden_init_scale=2.0 ** 0.5, actor_output_scale=0.01, critic_output_scale=1.0,
@@ -132,6 +160,28 @@ class Batch(NamedTuple):
     advantage: jax.Array
     target: jax.Array  # return target R = A + V_old
     features_old: Any = None  # PFO only: {"actor": phi_old, "critic": phi_old} [batch, D], else None
+
+
+class TanhNormal(distrax.Transformed):
+    """a = tanh(u), u ~ N(loc, diag(scale^2)): TorchRL's ``TanhNormal`` (low -1, high 1, unbounded loc), the
+    representation study's continuous policy (reference A.1).
+
+    log pi(a|s) = sum_i [log N(atanh a_i; loc_i, scale_i) - log(1 - a_i^2)] (distrax ``Tanh`` bijector, its
+    numerically stable log-det). ``loc`` / ``scale_diag`` are the pre-tanh Gaussian's, so the diagnostics' policy
+    variance sees the study's [loc, scale] and their analytic Gaussian KL is the exact KL of the squashed policies
+    (KL is invariant under the same bijection applied to both).
+    """
+
+    def __init__(self, loc, scale):
+        super().__init__(distrax.MultivariateNormalDiag(loc, scale), distrax.Block(distrax.Tanh(), 1))
+
+    @property
+    def loc(self) -> jax.Array:
+        return self.distribution.loc
+
+    @property
+    def scale_diag(self) -> jax.Array:
+        return self.distribution.scale_diag
 
 
 class PPOState(struct.PyTreeNode):
@@ -179,9 +229,20 @@ class PPO(Agent):
             raise ValueError("ppo: config.network='cnn' is for image observations with discrete actions (MinAtar); "
                              "the Gaussian actor has an MLP torso")
         torso = self._torso(env, c)
+        if c.policy not in POLICIES:
+            raise ValueError(f"ppo: config.policy must be one of {POLICIES}, got {c.policy!r}")
+        self.tanh = c.policy == "tanh_gaussian" and not self.discrete
+        if c.policy == "tanh_gaussian" and self.discrete:
+            raise ValueError(f"ppo: config.policy='tanh_gaussian' is for continuous actions; {env.name!r} has "
+                             f"discrete ones (categorical head)")
         if self.discrete:
             self.actor = networks.CategoricalActor(env.action_size, tuple(c.hidden_sizes), c.activation,
                                                    c.hidden_init_scale, c.actor_output_scale, **torso)
+        elif self.tanh:  # mean and scale heads both with the policy head's gain (the study: one 2*act_dim layer)
+            self.actor = networks.TanhGaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation,
+                                                    c.hidden_init_scale, c.actor_output_scale,
+                                                    scale_mapping="biased_softplus",
+                                                    scale_output_scale=c.actor_output_scale)
         else:
             self.actor = networks.GaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation,
                                                 c.hidden_init_scale, c.actor_output_scale)
@@ -267,11 +328,30 @@ class PPO(Agent):
                         env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32), hparams=hp)
 
     def distribution(self, out) -> distrax.Distribution:
-        """The policy distribution of the actor's output: Categorical(logits) or Normal(mean, exp(log_std))."""
+        """The policy distribution of the actor's output: Categorical(logits), Normal(mean, exp(log_std)) or
+        `TanhNormal` (mean, exp(log_std))."""
         if self.discrete:
             return distrax.Categorical(logits=out)
         mean, log_std = out
+        if self.tanh:
+            return TanhNormal(mean, jnp.exp(log_std))
         return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+
+    def sample(self, pi: distrax.Distribution, key) -> tuple[jax.Array, jax.Array]:
+        """(a, log pi(a|s)) of one draw. tanh-Gaussian: a = tanh(u) clipped to [-1 + ACTION_EPS, 1 - ACTION_EPS]
+        and its log-prob through atanh of that stored action, so the first epoch's ratio is that of the same
+        computation the loss does."""
+        if not self.tanh:
+            return pi.sample_and_log_prob(seed=key)
+        action = jnp.clip(pi.sample(seed=key), -1.0 + ACTION_EPS, 1.0 - ACTION_EPS)
+        return action, pi.log_prob(action)
+
+    def entropy(self, pi: distrax.Distribution, key) -> jax.Array:
+        """H(pi(.|s)) per state: closed form (Gaussian, categorical); tanh-Gaussian (no closed form) the study's
+        TorchRL ``PPOLoss`` fallback, the one-sample estimate -log pi(a'|s) of a fresh reparameterised draw a'."""
+        if not self.tanh:
+            return pi.entropy()
+        return -pi.sample_and_log_prob(seed=key)[1]
 
     def policy(self, params, obs) -> distrax.Distribution:
         return self.distribution(self.actor.apply(params["actor"], self.normalize(params, obs)))
@@ -293,12 +373,14 @@ class PPO(Agent):
         return pfo_features(feats, all_layers=self.pfo == "all")
 
     def act(self, params, obs, key=None, deterministic=True, hp=None):
-        """The Gaussian mean (discrete: the most likely action) when deterministic (the study's evaluation action),
-        else a sample (unclipped)."""
+        """The Gaussian mean (tanh-Gaussian: tanh(mean); discrete: the most likely action) when deterministic (the
+        study's evaluation action), else a sample (Gaussian: unclipped)."""
         if deterministic:
             out = self.actor.apply(params["actor"], self.normalize(params, obs))
-            return jnp.argmax(out, axis=-1).astype(jnp.int32) if self.discrete else out[0]
-        return self.policy(params, obs).sample(seed=key)
+            if self.discrete:
+                return jnp.argmax(out, axis=-1).astype(jnp.int32)
+            return jnp.tanh(out[0]) if self.tanh else out[0]
+        return self.sample(self.policy(params, obs), key)[0]
 
     # -- data -----------------------------------------------------------------------------------------------
     def rollout(self, params, env_state: EnvState, key) -> tuple[EnvState, Trajectory, dict]:
@@ -309,11 +391,11 @@ class PPO(Agent):
             k_act, k_env = jax.random.split(k)
             obs = env_state.obs
             if self.pfo == "off":
-                action, logp = self.policy(params, obs).sample_and_log_prob(seed=k_act)
+                action, logp = self.sample(self.policy(params, obs), k_act)
                 value, features = self.value(params, obs), None
             else:  # phi_old for PFO, from the same forward passes (reference A.6: stored at collection time)
                 pi, actor_feats = self.policy_and_features(params, obs)
-                action, logp = pi.sample_and_log_prob(seed=k_act)
+                action, logp = self.sample(pi, k_act)
                 value, critic_feats = self.value_and_features(params, obs)
                 features = {"actor": self.pfo_phi(actor_feats), "critic": self.pfo_phi(critic_feats)}
             env_state, out = jax.vmap(self.env.step, axis_name=ENV_AXIS)(env_state, action, jax.random.split(k_env, c.num_envs))
@@ -352,7 +434,7 @@ class PPO(Agent):
         adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
         clipped = jnp.clip(ratio, 1.0 - hp["clip_eps"], 1.0 + hp["clip_eps"])
         pg_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
-        entropy = pi.entropy().mean()
+        entropy = self.entropy(pi, key).mean()
         loss = pg_loss - hp["ent_coef"] * entropy
         metrics = {"pg_loss": pg_loss, "entropy": entropy, "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
                    "clip_fraction": (jnp.abs(ratio - 1.0) > hp["clip_eps"]).mean()}
@@ -422,7 +504,7 @@ class PPO(Agent):
         if self.config.log_every:  # a key of its own, derived without touching the training stream
             k_log = jax.random.fold_in(k_update, _LOG_STREAM)
             metrics = metrics | diagnostics.every(state.updates, self.config.log_every, self.representation_metrics,
-                                                  state.params, params, batch, k_log, hp)
+                                                  state.params, params, batch, k_log, hp, last=self.final_iteration)
         if self.config.normalize_observations:
             params = params | {"obs_norm": params["obs_norm"].update(traj.obs)}
         steps = self.config.num_envs * self.config.unroll_length
@@ -445,12 +527,17 @@ class PPO(Agent):
         (pi0, v0, f0), (pi1, v1, f1) = forward(params_start), forward(params_end)
         out = {}
         kinds = ("pre", "post", "conv_pre", "conv_post") if "conv_pre" in f0["actor"] else ("pre", "post")
+        all_pre = {(phase, net): pfo_features(f[net], True) for phase, f in (("start", f0), ("end", f1))
+                   for net in ("actor", "critic")}
         if groups & {"ranks", "norms", "dead_units"}:
             mats = {f"{phase}/{net}_{kind}": f[net][kind] for phase, f in (("start", f0), ("end", f1))
                     for net in ("actor", "critic") for kind in kinds}
             dead = c.activation if "dead_units" in groups and diagnostics.supports_dead_units(c.activation) else None
             out |= diagnostics.feature_summary(mats, ranks="ranks" in groups, norms="norms" in groups,
                                                dead_units_activation=dead)
+        if "norms" in groups:
+            out |= diagnostics.feature_summary({f"{phase}/{net}_all_pre": F for (phase, net), F in all_pre.items()},
+                                               ranks=False)
         if "diversity" in groups:
             for phase, pi, v in (("start", pi0, v0), ("end", pi1, v1)):
                 div = value_diversity(v)
@@ -470,9 +557,11 @@ class PPO(Agent):
                     "end/kl_k1": kl_k1(sub.logp, logp_end), "end/kl_k3": kl_k3(sub.logp, logp_end)}
         if "drift" in groups:
             for net in ("actor", "critic"):
-                for kind in kinds:
-                    out[f"drift/{net}_{kind}"] = feature_drift(f0[net][kind], f1[net][kind])
-                out[f"drift/{net}_all_pre"] = feature_drift(pfo_features(f0[net], True), pfo_features(f1[net], True))
+                pairs = {kind: (f0[net][kind], f1[net][kind]) for kind in kinds}
+                pairs["all_pre"] = (all_pre["start", net], all_pre["end", net])
+                for kind, (start, end) in pairs.items():
+                    out[f"drift/{net}_{kind}"] = feature_drift(start, end)
+                    out[f"drift/{net}_{kind}_cosine"] = feature_cosine(start, end)
         return {f"repr/{k}": v for k, v in out.items()}
 
 

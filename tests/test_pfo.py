@@ -143,8 +143,11 @@ def test_defaults_unchanged(env):
     assert agent.pfo == "off" and agent.config.log_every == 0
     state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     _, metrics = jax.eval_shape(agent.step, state)
+    norms = [f"{kind}/{net}{suffix}" for net in ("actor", "critic")
+             for kind, suffix in (("grad_norm", ""), ("grad_norm", "_clipped"), ("grad_norm", "_applied"),
+                                  ("weight_norm", ""))]  # the optimiser's norms (test_ppo_protocol.py)
     assert sorted(metrics) == sorted(["pg_loss", "entropy", "approx_kl", "clip_fraction", "v_loss",
-                                      "episode_return_sum", "episodes"])
+                                      "episode_return_sum", "episodes"] + norms)
     traj = jax.eval_shape(lambda s: agent.rollout(s.params, s.env_state, jax.random.PRNGKey(0))[1], state)
     assert traj.features is None
     assert agents.make("ppo", env, SMALL | dict(pfo_coef=1.0)).pfo == "last"  # "auto" turns it on

@@ -81,3 +81,108 @@ def test_tanh_rejects_discrete_and_unknown_policy(env):
         agents.make("ppo", envs.make("probe_discrete_bandit"), SMALL | dict(policy="tanh_gaussian"))
     with pytest.raises(ValueError, match="config.policy must be one of"):
         agents.make("ppo", env, SMALL | dict(policy="beta"))
+
+
+# -- 2-4, 6. optimiser options and the gradient / weight norm metrics ------------------------------------------------
+OPT = SMALL | dict(adam_b1=0.5, adam_b2=0.8)
+
+
+@pytest.fixture(scope="module")
+def one_minibatch(env):
+    """An agent with non-default betas, its initial state and the first minibatch of its first rollout."""
+    agent = agents.make("ppo", env, OPT)
+
+    @jax.jit
+    def first(key):
+        state = agent.init(key)
+        _, traj, _ = agent.rollout(state.params, state.env_state, jax.random.PRNGKey(4))
+        batch = agent.make_batch(state.params, traj, state.hparams)
+        return state, batch, jax.tree.map(lambda x: x[: x.shape[0] // SMALL["num_minibatches"]], batch)
+
+    return agent, *first(jax.random.PRNGKey(3))
+
+
+def global_norm(tree):
+    return float(np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in jax.tree.leaves(tree))))
+
+
+def test_norm_metrics_and_betas_match_hand_computation(one_minibatch):
+    agent, state, _, mb = one_minibatch
+    key, hp = jax.random.PRNGKey(5), state.hparams
+    nets = {k: state.params[k] for k in ("actor", "critic")}
+    grads = jax.jit(jax.grad(lambda n: agent.loss(state.params | n, mb, key, hp)[0]))(nets)
+    params, opt_state, m = jax.jit(agent.minibatch_update)(state.params, state.opt_state, mb, key, hp)
+    total = global_norm(grads)
+    for net in ("actor", "critic"):
+        g = global_norm(grads[net])
+        np.testing.assert_allclose(m[f"grad_norm/{net}"], g, rtol=1e-4)
+        np.testing.assert_allclose(m[f"grad_norm/{net}_clipped"], g * min(1.0, float(hp["max_grad_norm"]) / total),
+                                   rtol=1e-4)
+        step = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64), params[net], nets[net])
+        np.testing.assert_allclose(m[f"grad_norm/{net}_applied"], global_norm(step), rtol=1e-3)
+    # betas reach optax: after one step from zero moments, mu = (1 - b1) g_clipped and nu = (1 - b2) g_clipped^2
+    scale = min(1.0, float(hp["max_grad_norm"]) / total)
+    mu = optax.tree_utils.tree_get(opt_state, "mu")
+    nu = optax.tree_utils.tree_get(opt_state, "nu")
+    for got, want in ((mu, jax.tree.map(lambda g: (1 - OPT["adam_b1"]) * g * scale, grads)),
+                      (nu, jax.tree.map(lambda g: (1 - OPT["adam_b2"]) * (g * scale) ** 2, grads))):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+
+
+def test_weight_norms_logged(tanh_run):
+    _, state, m = tanh_run
+    for net in ("actor", "critic"):
+        assert m[f"weight_norm/{net}"].shape == (K,)
+        np.testing.assert_allclose(m[f"weight_norm/{net}"][-1], global_norm(state.params[net]), rtol=1e-5)
+        assert np.all(m[f"grad_norm/{net}_clipped"] <= m[f"grad_norm/{net}"] * (1 + 1e-6))
+
+
+def test_adam_reset_update_equals_fresh_optimiser(env, one_minibatch):
+    _, state, batch, _ = one_minibatch
+    key = jax.random.PRNGKey(6)
+    agent = agents.make("ppo", env, OPT | dict(adam_reset=True))
+    update = jax.jit(agent.update_epochs)
+    _, stale_opt, _ = update(state.params, state.opt_state, batch, key, state.hparams)
+    assert optax.tree_utils.tree_get(stale_opt, "count") > 0 and global_norm(
+        optax.tree_utils.tree_get(stale_opt, "mu")) > 0  # a used optimiser state goes in
+    fresh_opt = agent.tx(state.hparams).init({k: state.params[k] for k in ("actor", "critic")})
+    stale = update(state.params, stale_opt, batch, key, state.hparams)[:2]
+    fresh = update(state.params, fresh_opt, batch, key, state.hparams)[:2]
+    for a, b in zip(jax.tree.leaves(stale), jax.tree.leaves(fresh)):
+        np.testing.assert_array_equal(a, b)  # exact: the incoming state is discarded, the same program runs
+
+
+def test_per_network_clipping_isolates_the_actor(env, one_minibatch):
+    """A huge critic gradient shrinks the actor's clipped gradient (and Adam step) under joint clipping only."""
+    _, state, _, _ = one_minibatch
+    nets = {k: state.params[k] for k in ("actor", "critic")}
+    hp = state.hparams
+    grads = {"actor": jax.tree.map(lambda x: jnp.full_like(x, 0.01), nets["actor"]),
+             "critic": jax.tree.map(lambda x: jnp.full_like(x, 1e6), nets["critic"])}
+    calm = grads | {"critic": jax.tree.map(lambda x: 0.01 * jnp.ones_like(x), nets["critic"])}
+    assert global_norm(grads["actor"]) < float(hp["max_grad_norm"])
+
+    def actor_steps(per_network):
+        agent = agents.make("ppo", env, OPT | dict(clip_per_network=per_network))
+
+        @jax.jit
+        def step(g):
+            tx = agent.tx(hp)
+            updates, _ = tx.update(g, tx.init(nets), nets)
+            return optax.global_norm(updates["actor"]), agent.grad_norms(g, nets, nets, hp)["grad_norm/actor_clipped"]
+
+        return [tuple(map(float, step(g))) for g in (grads, calm)]
+
+    (sep, sep_clip), (sep_calm, _) = actor_steps(True)
+    (joint, joint_clip), (joint_calm, _) = actor_steps(False)
+    np.testing.assert_allclose(sep, sep_calm, rtol=1e-6)  # per network: the critic does not touch the actor
+    np.testing.assert_allclose(sep_clip, global_norm(grads["actor"]), rtol=1e-5)
+    np.testing.assert_allclose(joint_calm, sep_calm, rtol=1e-6)
+    assert joint < 0.01 * sep  # joint: the actor's gradient is scaled by max_norm / ||g|| ~ 1e-8, Adam's step with it
+    assert joint_clip < 1e-6 * sep_clip
+
+
+def test_optimiser_options_validated(env):
+    with pytest.raises(ValueError, match="adam_b2 must lie in"):
+        agents.make("ppo", env, SMALL | dict(adam_b2=1.0))

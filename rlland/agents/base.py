@@ -62,10 +62,13 @@ def polyak(target: Params, online: Params, tau: jax.Array) -> Params:
     return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
 
 
-def adam(hp: HParams, eps: float = 1e-8, max_grad_norm: jax.Array | None = None) -> optax.GradientTransformation:
+def adam(hp: HParams, eps: float = 1e-8, max_grad_norm: jax.Array | None = None, b1: float = 0.9,
+         b2: float = 0.999) -> optax.GradientTransformation:
     """Adam with a traced learning rate (and optional global-norm clipping). Built inside traced code: the state
-    layout does not depend on the values, so one compiled kernel serves every learning rate."""
-    tx = optax.adam(hp["learning_rate"], b1=0.9, b2=0.999, eps=eps)
+    layout does not depend on the values, so one compiled kernel serves every learning rate. ``b1``, ``b2``: the
+    moment decays (Kingma & Ba's defaults, torch's and the studies' 0.9, 0.999; PPO's ``adam_b1`` / ``adam_b2``
+    set them, e.g. the representation study's (0.9, 0.9) intervention, reference A.7)."""
+    tx = optax.adam(hp["learning_rate"], b1=b1, b2=b2, eps=eps)
     return tx if max_grad_norm is None else optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
 
 

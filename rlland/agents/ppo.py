@@ -92,6 +92,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import struct
 
 from rlland import networks
@@ -110,6 +111,7 @@ from rlland.seed_axis import ENV_AXIS
 LOG_GROUPS = ("ranks", "dead_units", "norms", "diversity", "trust_region", "kl", "drift")
 NETWORKS = ("mlp", "cnn")
 POLICIES = ("gaussian", "tanh_gaussian")
+NETS = ("actor", "critic")  # the trained networks (params keys), each with its own gradient / weight norms
 ACTION_EPS = 1e-6  # tanh-Gaussian actions are stored in [-1 + eps, 1 - eps] (TorchRL's SafeTanh: float32 resolution)
 PFO_MODES = ("auto", "off", "last", "all")
 
@@ -123,6 +125,9 @@ def default_config() -> ml_collections.ConfigDict:
         # representation study's TanhNormal with a state-dependent scale)
         policy="gaussian",
         normalize_observations=False, adam_eps=1e-5,
+        # optimiser (static; reference A.7): Adam's moment decays; re-initialise its state at every PPO update;
+        # clip each network's gradient at max_grad_norm on its own (the study's separate optimisers) vs jointly
+        adam_b1=0.9, adam_b2=0.999, adam_reset=False, clip_per_network=False,
         # orthogonal initialiser scales (networks.py): cleanrl's sqrt(2) hidden, 0.01 policy head, 1.0 value head
         hidden_init_scale=2.0 ** 0.5, actor_output_scale=0.01, critic_output_scale=1.0,
         # learning-rate schedule over env steps and reward transform (agents/base.py)
@@ -258,6 +263,9 @@ class PPO(Agent):
         if self.pfo == "off" and any(v != 0 for v in coefs.values()):
             raise ValueError(f"ppo: config.pfo='off' but PFO coefficients are nonzero ({coefs}); use pfo='last', "
                              f"'all' or 'auto'")
+        for k in ("adam_b1", "adam_b2"):
+            if not 0.0 <= c[k] < 1.0:
+                raise ValueError(f"ppo: config.{k} must lie in [0, 1), got {c[k]}")
         if int(c.log_every) != c.log_every or c.log_every < 0:
             raise ValueError(f"ppo: config.log_every must be an int >= 0 (0 = no diagnostics), got {c.log_every}")
         if int(c.log_samples) != c.log_samples or c.log_samples < 1:
@@ -298,7 +306,14 @@ class PPO(Agent):
         return super().hparams(**overrides)
 
     def tx(self, hp):
-        return adam(hp, eps=self.config.adam_eps, max_grad_norm=hp["max_grad_norm"])
+        """Adam (``adam_b1``, ``adam_b2``, ``adam_eps``) after clipping at ``max_grad_norm``: one global norm over
+        actor and critic, or (``clip_per_network``) one clip + Adam per network (``optax.multi_transform``: the
+        study's two optimisers, reference A.7, in one opt_state pytree)."""
+        c = self.config
+        one = lambda: adam(hp, eps=c.adam_eps, max_grad_norm=hp["max_grad_norm"], b1=c.adam_b1, b2=c.adam_b2)
+        if not c.clip_per_network:
+            return one()
+        return optax.multi_transform({net: one() for net in NETS}, {net: net for net in NETS})
 
     def rollout_bytes(self, num_seeds: int = 1) -> int:
         """Memory of one iteration's data for ``num_seeds`` seeds: the rollout (obs, final obs, action and six
@@ -461,15 +476,39 @@ class PPO(Agent):
 
     # -- updates --------------------------------------------------------------------------------------------
     def minibatch_update(self, params, opt_state, batch: Batch, key, hp):
-        nets = {k: params[k] for k in ("actor", "critic")}
+        nets = {k: params[k] for k in NETS}
         grads, metrics = jax.grad(lambda n: self.loss(params | n, batch, key, hp), has_aux=True)(nets)
-        nets, opt_state = apply_grads(self.tx(hp), grads, opt_state, nets)
-        return params | nets, opt_state, metrics
+        new, opt_state = apply_grads(self.tx(hp), grads, opt_state, nets)
+        return params | new, opt_state, metrics | self.grad_norms(grads, nets, new, hp)
+
+    def grad_norms(self, grads: dict, before: dict, after: dict, hp: HParams) -> dict:
+        """Per network (reference A.3's gradient norms): ``grad_norm/<net>`` = ||g_net|| (pre-clip global L2 norm),
+        ``grad_norm/<net>_clipped`` = the norm of the gradient the optimiser receives (``clip_per_network``:
+        min(max_grad_norm, ||g_net||); joint: ||g_net|| * min(1, max_grad_norm / ||g||), optax's rule), and
+        ``grad_norm/<net>_applied`` = ||theta_after - theta_before|| of this step. Averaged over the update's
+        minibatches by `update_epochs`."""
+        norms = {net: optax.global_norm(grads[net]) for net in NETS}
+        max_norm = hp["max_grad_norm"]
+        if self.config.clip_per_network:
+            clipped = {net: jnp.minimum(max_norm, n) for net, n in norms.items()}
+        else:
+            total = optax.global_norm(grads)
+            clipped = {net: jnp.where(total < max_norm, n, n / total * max_norm) for net, n in norms.items()}
+        out = {}
+        for net in NETS:
+            step = jax.tree.map(jnp.subtract, after[net], before[net])
+            out |= {f"grad_norm/{net}": norms[net], f"grad_norm/{net}_clipped": clipped[net],
+                    f"grad_norm/{net}_applied": optax.global_norm(step)}
+        return out
 
     def update_epochs(self, params, opt_state, batch: Batch, key, hp):
-        """``epochs`` shuffled passes of ``num_minibatches`` minibatch steps: the PPO update operator."""
+        """``epochs`` shuffled passes of ``num_minibatches`` minibatch steps: the PPO update operator. With
+        ``adam_reset`` the optimiser state is re-initialised first (moments and step count: the study's
+        ``optim.reset_state``, "reset Adam each batch", reference A.7)."""
         c = self.config
         n = batch.obs.shape[0]
+        if c.adam_reset:
+            opt_state = self.tx(hp).init({k: params[k] for k in NETS})
 
         def epoch(carry, k):
             k_perm, k_mb = jax.random.split(k)
@@ -500,7 +539,8 @@ class PPO(Agent):
             params = params | {"reward_norm": params["reward_norm"].update_rollout(scaled, done, hp["gamma"])}
         batch = self.make_batch(params, traj, hp)
         params, opt_state, metrics = self.update_epochs(params, state.opt_state, batch, k_update, hp)
-        metrics = metrics | self.schedule_metrics(hp)
+        metrics = metrics | self.schedule_metrics(hp) | {f"weight_norm/{net}": optax.global_norm(params[net])
+                                                         for net in NETS}
         if self.config.log_every:  # a key of its own, derived without touching the training stream
             k_log = jax.random.fold_in(k_update, _LOG_STREAM)
             metrics = metrics | diagnostics.every(state.updates, self.config.log_every, self.representation_metrics,

@@ -290,6 +290,18 @@ class VCritic(nn.Module):
         return _ret(v[..., 0], feats, with_features)
 
 
+class ValueHead(nn.Module):
+    """V = w . h + b on another network's penultimate features h: the critic head of an actor-critic with a shared
+    trunk (PPO ``shared_trunk``, the representation study's control, reference A.1: ``LazyLinear(1)`` on the shared
+    features). It has no hidden layers of its own."""
+
+    output_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, features):
+        return _dense(1, self.output_scale)(features)[..., 0]
+
+
 class TwinQCritic(nn.Module):
     """(Q1(s, a), Q2(s, a)) stacked on the last axis, two independent MLPs on concat(s, a) (``DoubleCritic``).
 

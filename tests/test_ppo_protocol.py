@@ -186,3 +186,29 @@ def test_per_network_clipping_isolates_the_actor(env, one_minibatch):
 def test_optimiser_options_validated(env):
     with pytest.raises(ValueError, match="adam_b2 must lie in"):
         agents.make("ppo", env, SMALL | dict(adam_b2=1.0))
+
+
+# -- 5. shared trunk ------------------------------------------------------------------------------------------------
+def test_shared_trunk_one_torso_trains_finitely_with_every_option(env):
+    """Actor and critic on one torso (the critic a value head only); trained with all the study's options on."""
+    agent = agents.make("ppo", env, SMALL | dict(shared_trunk=True, policy="tanh_gaussian", adam_b2=0.9,
+                                                 adam_reset=True, clip_per_network=True))
+    obs = jnp.array([[1.0], [-1.0]])
+
+    @jax.jit
+    def start(key):  # the value's gradient w.r.t. the actor's parameters: it reaches the (one) torso
+        params = agent.init(key).params
+        return params, jax.grad(lambda p: agent.value(params | {"actor": p}, obs).sum())(params["actor"])
+
+    features = jax.jit(lambda p: (agent.policy_features(p, obs), agent.value_features(p, obs)))
+    params, g = start(jax.random.PRNGKey(0))
+    critic = params["critic"]["params"]
+    assert list(critic) == ["Dense_0"] and critic["Dense_0"]["kernel"].shape == (SMALL["hidden_sizes"][-1], 1)
+    assert global_norm(networks.hidden_layers(g, networks.TanhGaussianActor.TRUNK)) > 0
+    state, m = train(agent)
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(state.params))
+    assert all(np.all(np.isfinite(v)) for v in m.values())
+    feats = jax.device_get(features(state.params))
+    np.testing.assert_array_equal(feats[0]["post"], feats[1]["post"])  # the critic's features are the trunk's
+    assert np.abs(np.asarray(state.params["critic"]["params"]["Dense_0"]["kernel"])
+                  - np.asarray(critic["Dense_0"]["kernel"])).max() > 0  # the head trained

@@ -26,6 +26,28 @@ differs in these options (each default is the behaviour above):
   and so does `PPO.entropy` (the minibatch key draws a'). The deterministic action is tanh(mean). The diagnostics
   see the pre-tanh (loc, std) (the study's policy-variance inputs) and their analytic Gaussian KL is exact for
   the squashed policies (KL is invariant under the same bijection on both).
+* ``adam_b1``, ``adam_b2`` (A.7; static like ``adam_eps``): Adam's moment decays, default (0.9, 0.999) (torch's,
+  the study's baseline); the study's intervention is (0.9, 0.9). The study's eps is torch's 1e-8 (``adam_eps``).
+* ``adam_reset`` (A.7 ``optim.reset_state``, "reset Adam each batch"): the optimiser state (moments and step count)
+  is re-initialised at the start of every PPO update (the study builds new optimisers after each update: the same).
+* ``clip_per_network`` (A.7: separate actor and critic optimisers, each ``clip_grad_norm_`` at max_grad_norm):
+  one clip + Adam per network (``optax.multi_transform``, one opt_state pytree) instead of one global norm over
+  both. The study always clips per network, so its configuration sets this True.
+* ``shared_trunk`` (A.1 ``models.share_features``, the study's control): the critic is `rlland.networks.ValueHead`,
+  one dense unit on the ACTOR's penultimate post-activation; ``params["critic"]`` holds only that head and the
+  torso lives once, in ``params["actor"]``, which gets the gradients of both losses (with ``clip_per_network`` the
+  torso is clipped with the actor). The critic's features (PFO's phi, the diagnostics' ``critic_*`` metrics,
+  ``value_features``) are the trunk's, so actor and critic feature metrics coincide. The study instead puts the
+  shared layers in both of its optimisers (each steps them); here one optimiser steps them once.
+* Gradient and weight norms (A.3; the study logs them per logged minibatch), every iteration as step metrics:
+  ``grad_norm/{actor,critic}`` = ||g_net|| before clipping, ``grad_norm/{actor,critic}_clipped`` = the norm after
+  it (min(max_grad_norm, ||g_net||) with ``clip_per_network``, the study's; ||g_net|| min(1, max_grad_norm / ||g||)
+  under joint clipping), ``grad_norm/{actor,critic}_applied`` = ||theta_after - theta_before|| of one optimiser
+  step, each averaged over the update's minibatches, and ``weight_norm/{actor,critic}`` = ||theta|| after the
+  update (global L2 norms over each network's parameters; `PPO.grad_norms`).
+* Learning-rate annealing is `rlland.agents.base`'s ``lr_schedule="linear"``: with ``lr_schedule_steps`` = the run's
+  total env steps the learning rate of update b (0-based) is learning_rate * (1 - b / num_updates), the study's
+  ``LambdaLR(1 - batch / num_batches)`` stepped once per batch (``optim.anneal_linearly``).
 
 Discrete actions (``env.action_space.kind == "discrete"``: MinAtar, the discrete probes): the policy is
 categorical, pi(a|s) = softmax(logits(s))_a (`rlland.networks.CategoricalActor`), H its entropy, the deterministic
@@ -128,6 +150,9 @@ def default_config() -> ml_collections.ConfigDict:
         # optimiser (static; reference A.7): Adam's moment decays; re-initialise its state at every PPO update;
         # clip each network's gradient at max_grad_norm on its own (the study's separate optimisers) vs jointly
         adam_b1=0.9, adam_b2=0.999, adam_reset=False, clip_per_network=False,
+        # one torso for both heads (static; the study's shared-trunk control): the critic is a linear value head
+        # on the actor's penultimate features
+        shared_trunk=False,
         # orthogonal initialiser scales (networks.py): cleanrl's sqrt(2) hidden, 0.01 policy head, 1.0 value head
         hidden_init_scale=2.0 ** 0.5, actor_output_scale=0.01, critic_output_scale=1.0,
         # learning-rate schedule over env steps and reward transform (agents/base.py)
@@ -251,8 +276,11 @@ class PPO(Agent):
         else:
             self.actor = networks.GaussianActor(env.action_size, tuple(c.hidden_sizes), c.activation,
                                                 c.hidden_init_scale, c.actor_output_scale)
-        self.critic = networks.VCritic(tuple(c.hidden_sizes), c.activation, c.hidden_init_scale,
-                                       c.critic_output_scale, **torso)
+        if c.shared_trunk:
+            self.critic = networks.ValueHead(c.critic_output_scale)
+        else:
+            self.critic = networks.VCritic(tuple(c.hidden_sizes), c.activation, c.hidden_init_scale,
+                                           c.critic_output_scale, **torso)
         if c.pfo not in PFO_MODES:
             raise ValueError(f"ppo: config.pfo must be one of {PFO_MODES}, got {c.pfo!r}")
         coefs = {"pfo_coef": c.pfo_coef, "pfo_critic_coef": c.pfo_critic_coef}
@@ -327,7 +355,8 @@ class PPO(Agent):
         """Freshly initialised ``{"actor", "critic", "obs_norm"}`` params (what ``init`` uses; the plasticity
         probe's random twin)."""
         obs = jnp.zeros((1, self.env.observation_size))
-        params = {"actor": self.actor.init(k_actor, obs), "critic": self.critic.init(k_critic, obs),
+        critic_in = jnp.zeros((1, self.config.hidden_sizes[-1])) if self.config.shared_trunk else obs
+        params = {"actor": self.actor.init(k_actor, obs), "critic": self.critic.init(k_critic, critic_in),
                   "obs_norm": RunningStats.create(self.env.observation_size)}
         if self.config.normalize_rewards:
             params["reward_norm"] = ReturnNormalizer.create(self.config.num_envs)
@@ -372,6 +401,8 @@ class PPO(Agent):
         return self.distribution(self.actor.apply(params["actor"], self.normalize(params, obs)))
 
     def value(self, params, obs):
+        if self.config.shared_trunk:
+            return self.value_and_features(params, obs)[0]
         return self.critic.apply(params["critic"], self.normalize(params, obs))
 
     def policy_and_features(self, params, obs) -> tuple[distrax.Distribution, dict]:
@@ -381,7 +412,16 @@ class PPO(Agent):
         return self.distribution(out), feats
 
     def value_and_features(self, params, obs) -> tuple[jax.Array, dict]:
+        """V(s) and the critic's features dict; with ``shared_trunk`` the features are the actor's (one torso)
+        and V the value head on their ``post``."""
+        if self.config.shared_trunk:
+            feats = self.actor.apply(params["actor"], self.normalize(params, obs), with_features=True)[1]
+            return self.critic.apply(params["critic"], feats["post"]), feats
         return self.critic.apply(params["critic"], self.normalize(params, obs), with_features=True)
+
+    def value_features(self, params, obs, action=None) -> dict:
+        """The critic's features for raw observations (the shared trunk's with ``shared_trunk``)."""
+        return self.value_and_features(params, obs)[1]
 
     def pfo_phi(self, feats: dict) -> jax.Array:
         """phi of reference A.6 from a features dict: last pre-activation, or all of them (``pfo="all"``)."""

@@ -8,6 +8,21 @@ exactly the same kernels on exactly the same states as an uninterrupted one.
 
 Seed ``i`` uses ``fold_in(PRNGKey(config.seed), i)``: it is the same seed whatever ``num_seeds`` is.
 
+Metrics of the iterations (the step's metrics dict): ``train/<name>`` [seed, chunk] is their mean over the chunk
+(the representation diagnostics' ``repr/...``, NaN on non-logging iterations, their nanmean: `_reduce`). With the
+diagnostics on (agent config ``log_every`` > 0) the driver also keeps every LOGGED iteration at update resolution
+(reference A.4: ~1,000 points per run, first and last update included): ``updates/<name>`` [seed, U] for every
+step metric (``repr/...``, losses, gradient norms, ...; not the episode sums), with ``updates/iteration`` [U]
+(0-based iteration index) and ``updates/steps`` [U] (env steps after that iteration), U = the logged iterations
+so far. Logged = ``rlland.representation.diagnostics.logs_at(i, log_every, last)``: ``i % log_every == 0`` or
+``i`` the run's last iteration, which the driver gives the agent (``agent.final_iteration``, from
+``total_steps``) so that the agent's gate and the driver's row selection are the same function. The rows come
+from the chunk kernel's per-iteration outputs (scan outputs, [seed, K]; no host callback in the loop), selected
+and appended on the host at each chunk end like the other histories, saved in every checkpoint's history (a
+resumed run's arrays equal an uninterrupted run's: the same kernels on the same states), and written to
+``metrics.h5`` (a sweep's ``[point, seed, U]`` and its point views, as the other arrays). wandb keeps the chunk
+values only.
+
 Sweeps (`rlland.sweep`): with ``config.sweep`` the batch is points x seeds (member ``p * S + s``, point-major),
 one kernel for all; the state, checkpoints and snapshots carry that member axis, ``metrics.h5`` carries
 ``[point, seed, ...]`` arrays and the point values (``sweep/<key>``), and ``points/<p>/`` are the point views the
@@ -28,6 +43,7 @@ import numpy as np
 
 from rlland import checkpoint, distributed, divergence, evaluate, loop, plotting, runs, sharding, sinks, sweep
 from rlland.buffers import check_fits
+from rlland.representation import diagnostics
 from rlland.seed_axis import SEED_AXIS
 from rlland.validation import require_choice, require_positive
 
@@ -44,6 +60,8 @@ class RunResult:
     diverged_at: np.ndarray  # [S] env steps after which the seed was first non-finite, -1 if it never was
     # a sweep: its points (`rlland.sweep.points`); every seed axis above is then the member axis M = P x S
     points: list = dataclasses.field(default_factory=list)
+    # update resolution (diagnostics on): "iteration", "steps" -> [U]; step metric name -> [S, U] (module docstring)
+    updates: dict = dataclasses.field(default_factory=dict)
 
     @property
     def eval_return_mean(self) -> np.ndarray:
@@ -94,6 +112,7 @@ def build_checked(config: ml_collections.ConfigDict):
     if config.total_steps % chunk:
         raise ValueError(f"total_steps ({config.total_steps}) must be a multiple of the chunk ({chunk} env steps, "
                          f"the gcd of the eval, checkpoint and snapshot steps)")
+    agent.final_iteration = config.total_steps // per_iter - 1  # the diagnostics always log the last update
     n = sweep.num_members(config)
     if agent.is_off_policy:
         check_fits(agent.buffer_bytes(n), f"{n} replay buffers")
@@ -104,22 +123,32 @@ def build_checked(config: ml_collections.ConfigDict):
 
 
 # -- the chunk kernel ----------------------------------------------------------------------------------------
+EPISODE_SUMS = ("episode_return_sum", "episodes")  # per-iteration sums, reduced to the chunk's episode return
+UPDATES = "updates"  # the chunk output holding the per-iteration metrics (make_chunk(..., per_update=True))
+
+
 def _reduce(metrics: dict) -> dict:
     """Chunk reduction of per-iteration metrics [K]: means, and the mean return of the episodes that ended."""
     # diagnostics logged every few iterations are NaN in between: average over the iterations that logged
     out = {k: (jnp.nanmean(v) if k.startswith("repr/") else v.mean()) for k, v in metrics.items()
-           if k not in ("episode_return_sum", "episodes")}
+           if k not in EPISODE_SUMS}
     n = metrics["episodes"].sum()
     out["episode_return"] = jnp.where(n > 0, metrics["episode_return_sum"].sum() / jnp.maximum(n, 1), jnp.nan)
     out["episodes"] = n
     return out
 
 
-def make_chunk(agent, iterations: int):
+def make_chunk(agent, iterations: int, per_update: bool = False):
+    """``jit(vmap(chunk))``: ``chunk(state) -> (state, metrics)``, the step scanned ``iterations`` times, metrics
+    reduced by `_reduce` plus ``finite``; with ``per_update`` also ``metrics[UPDATES]`` = the step metrics of
+    every iteration, ``{name: [K]}`` per seed (not the episode sums), for the update-resolution history."""
     def chunk(state):
         state, metrics = jax.lax.scan(lambda s, _: agent.step(s), state, None, iterations)
         # a diverged seed: non-finite parameters now, or a non-finite loss at any iteration of the chunk
-        return state, _reduce(metrics) | {"finite": divergence.seed_is_finite(state.params, metrics)}
+        out = _reduce(metrics) | {"finite": divergence.seed_is_finite(state.params, metrics)}
+        if per_update:
+            out[UPDATES] = {k: v for k, v in metrics.items() if k not in EPISODE_SUMS}
+        return state, out
 
     # the named seed axis lets gates shared by all seeds (e.g. "log every k updates") stay real branches
     return jax.jit(jax.vmap(chunk, axis_name=SEED_AXIS), donate_argnums=0)
@@ -199,8 +228,10 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
     if primary:
         runs.write_config(run_dir, config)
 
-    iterations = chunk_env_steps // steps_per_iteration(agent)
-    chunk_fn, eval_fn = make_chunk(agent, iterations), make_eval(agent, config.eval_episodes, eval_env)
+    per_iter = steps_per_iteration(agent)
+    iterations, log_every = chunk_env_steps // per_iter, int(agent.config.get("log_every", 0))
+    chunk_fn = make_chunk(agent, iterations, per_update=log_every > 0)
+    eval_fn = make_eval(agent, config.eval_episodes, eval_env)
     ckpts = checkpoint.Checkpoints(run_dir, keep=config.keep_checkpoints)
     abstract = sharding.with_sharding(runs.abstract_state(agent, members), members)
     restored = ckpts.restore_latest(abstract, set_aside=primary) if resuming else None
@@ -251,7 +282,27 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
             return f"seed {m}"
         return f"member {m} (point {m // num_seeds}: {sweep.label(points[m // num_seeds])}, seed {m % num_seeds})"
 
+    per_update: dict = {}  # the last chunk's per-iteration metrics, set aside by run_chunk for record_updates
+
+    def run_chunk(s, _):
+        s, metrics = compiled(s)
+        if UPDATES in metrics:  # kept out of the chunk's log: the sinks take one value per seed and chunk
+            per_update.clear()
+            per_update.update(distributed.to_host(metrics.pop(UPDATES)))
+        return s, metrics
+
+    def record_updates(e: loop.ChunkEnd):
+        if not per_update:
+            return
+        i = (e.position - chunk_env_steps) // per_iter + np.arange(iterations)
+        logged = np.asarray(diagnostics.logs_at(i, log_every, agent.final_iteration))
+        loop.append(history, f"{UPDATES}/iteration", i[logged], axis=0)
+        loop.append(history, f"{UPDATES}/steps", (i[logged] + 1) * per_iter, axis=0)
+        for k, v in per_update.items():
+            loop.append(history, f"{UPDATES}/{k}", v[:, logged], axis=1)
+
     def record(e: loop.ChunkEnd):
+        record_updates(e)
         loop.append(history, "train/steps", np.array([e.position]), axis=0)
         for k, v in e.metrics.items():
             loop.append(history, f"train/{k}", v[:, None], axis=1)
@@ -307,7 +358,7 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
                             config.get("progress", True) and primary)
     bar.set_postfix_str(f"compiled in {compile_seconds:.1f}s")
     state, step, _ = loop.run(
-        state, step, config.total_steps, lambda s, _: compiled(s), advance=lambda p, s, m: p + chunk_env_steps,
+        state, step, config.total_steps, run_chunk, advance=lambda p, s, m: p + chunk_env_steps,
         hooks=[record, evaluation, *hooks, snapshot, save_checkpoint, stop_on_divergence], sinks=[sink], bar=bar,
         postfix=postfix)
     write_metrics()
@@ -324,11 +375,12 @@ def run(config: ml_collections.ConfigDict, run_dir: str | None = None, force: bo
                      train_steps=history["train/steps"],
                      train_metrics={k[6:]: v for k, v in history.items() if k.startswith("train/") and
                                     k != "train/steps"}, compile_seconds=compile_seconds,
-                     diverged_at=tracker.diverged_at, points=points)
+                     diverged_at=tracker.diverged_at, points=points,
+                     updates={k[len(UPDATES) + 1:]: v for k, v in history.items() if k.startswith(f"{UPDATES}/")})
 
 
 # -- a sweep's files -----------------------------------------------------------------------------------------
-_STEP_AXES = ("eval/steps", "train/steps")  # the datasets without a member axis
+_STEP_AXES = ("eval/steps", "train/steps", f"{UPDATES}/iteration", f"{UPDATES}/steps")  # no member axis
 
 
 def write_metrics_h5(path: str, history: dict, attrs: dict, points: list, point_configs: list) -> None:

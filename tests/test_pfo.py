@@ -113,7 +113,10 @@ EXPECTED += [f"repr/{phase}/{m}" for phase in ("start", "end") for m in ("policy
 EXPECTED += [f"repr/end/ratio_{s}{t}" for s in ("mean", "std", "max", "min") for t in ("", "_below", "_above")]
 EXPECTED += [f"repr/end/ratio_fraction_{t}" for t in ("below", "above", "outside")]
 EXPECTED += [f"repr/end/kl_{k}" for k in ("analytic", "k1", "k3")]
-EXPECTED += [f"repr/drift/{net}_{k}" for net in ("actor", "critic") for k in ("pre", "post", "all_pre")]
+EXPECTED += [f"repr/drift/{net}_{k}{c}" for net in ("actor", "critic") for k in ("pre", "post", "all_pre")
+             for c in ("", "_cosine")]
+EXPECTED += [f"repr/{phase}/{net}_all_pre/{m}" for phase in ("start", "end") for net in ("actor", "critic")
+             for m in representation.diagnostics.NORM_KEYS]
 
 
 def test_logged_metrics_finite_on_logging_iterations_nan_otherwise(pfo_runs):

@@ -93,6 +93,9 @@ class Agent:
     POSITIVE: ClassVar[tuple[str, ...]] = ()  # keys (static or traced) that must be > 0
     UNIT: ClassVar[tuple[str, ...]] = ()  # keys that must lie in [0, 1]
     ACTION_KINDS: ClassVar[tuple[str, ...]] = ("continuous",)  # the action spaces (rlland.envs.spaces) it acts in
+    # the run's last iteration (0-based), set by the driver (`rlland.train`) before it compiles: the representation
+    # diagnostics always log it (`rlland.representation.diagnostics.logs_at`, reference A.4); -1 = not known
+    final_iteration: int = -1
 
     def __init__(self, env: Env, config: ml_collections.ConfigDict):
         kind = getattr(getattr(env, "action_space", None), "kind", "continuous")

@@ -12,7 +12,7 @@ Brax's per-step ``state.metrics`` (reward terms, positions; `rlland.envs.Step.me
 
 Representation diagnostics (config ``log_every`` > 0, default 0 = off; reference ``representation-regions-qd.md``
 A.2-A.3; :mod:`rlland.representation.diagnostics`): on iterations ``i % log_every == 0`` (i = iterations done
-before this one, so the first logs) the step's metrics get, after the iteration's updates, on a fresh replay
+before this one, so the first logs) and on the run's last one (``diagnostics.logs_at``) the step's metrics get, after the iteration's updates, on a fresh replay
 minibatch of ``log_samples`` transitions (uniform with replacement, the buffer's own sampler; its key is derived
 with ``fold_in`` so the training stream is unchanged):
 
@@ -161,7 +161,7 @@ class OffPolicyAgent(Agent):
         if log_every:
             k_log = jax.random.fold_in(state.key, _LOG_STREAM)
             metrics = metrics | diagnostics.every(iteration, log_every, self.representation_metrics, state.params,
-                                                  state.buffer, k_log)
+                                                  state.buffer, k_log, last=self.final_iteration)
         return state, metrics | episodes
 
     def representation_metrics(self, params: dict, buffer: ReplayBuffer, key: jax.Array) -> dict:

@@ -10,11 +10,14 @@ Pure array functions for ONE feature matrix / batch; batches of seeds, snapshots
 * ``diversity``: :func:`policy_variance`, :func:`value_diversity`.
 * ``kl``: :func:`kl_k1`, :func:`kl_k3`, :func:`kl_gaussian`, :func:`kl_categorical` (KL(old || new), samples from old).
 * ``trust_region``: :func:`ratio_stats`.
-* ``pfo``: :func:`pfo_features`, :func:`pfo_loss`, :func:`feature_drift` (PFO regulariser, reference A.6).
+* ``pfo``: :func:`pfo_features`, :func:`pfo_loss`, :func:`feature_drift`, :func:`feature_cosine` (PFO regulariser,
+  reference A.6; the feature change over an update, A.3).
 * ``plasticity``: :func:`plasticity` (the probe, reference A.5), :func:`fit_to_targets`,
   :func:`collect_observations`.
 * ``diagnostics``: :func:`feature_summary`, :func:`subsample`, :func:`every` (what the agents log during
   training every ``log_every`` iterations).
+* ``updates``: :func:`end_minus_start` (the study's end - start differences, from the update-resolution arrays
+  ``rlland.train`` writes).
 
 A whole run (not imported here: it loads runs, which import the agents, which import this package):
 ``rlland.representation.analysis.analyse_run`` (the probe over a run's snapshots, ``representation.h5``;
@@ -24,7 +27,7 @@ from rlland.representation.diagnostics import every, feature_summary, subsample
 from rlland.representation.diversity import policy_variance, value_diversity
 from rlland.representation.kl import kl_categorical, kl_gaussian, kl_k1, kl_k3
 from rlland.representation.norms import feature_norms
-from rlland.representation.pfo import feature_drift, pfo_features, pfo_loss
+from rlland.representation.pfo import feature_cosine, feature_drift, pfo_features, pfo_loss
 from rlland.representation.plasticity import collect_observations, fit_to_targets, plasticity
 from rlland.representation.ranks import (
     all_ranks,
@@ -37,6 +40,7 @@ from rlland.representation.ranks import (
     srank,
 )
 from rlland.representation.trust_region import ratio_stats
+from rlland.representation.updates import end_minus_start
 from rlland.representation.units import dead_units
 
 __all__ = [
@@ -60,10 +64,12 @@ __all__ = [
     "pfo_features",
     "pfo_loss",
     "feature_drift",
+    "feature_cosine",
     "plasticity",
     "fit_to_targets",
     "collect_observations",
     "feature_summary",
     "subsample",
     "every",
+    "end_minus_start",
 ]

@@ -12,8 +12,14 @@ Three pieces:
   one LAPACK call per logging iteration for all of them; dead-unit counts for post-activations; norms);
 * :func:`subsample`: a fixed-size random subset of a batch (the logging cost is bounded by ``log_samples``, not
   by the batch size);
-* :func:`every`: run a metric function on iterations ``i % log_every == 0`` and return NaN (same structure,
-  float32) on the others.
+* :func:`every`: run a metric function on the logging iterations (:func:`logs_at`: ``i % log_every == 0``, and
+  the run's last iteration when the agent knows it) and return NaN (same structure, float32) on the others.
+
+**Which iterations log** (:func:`logs_at`, reference A.4: "the first and last batch are always logged"):
+``i % log_every == 0`` (so the first, i = 0) or ``i == last``, with ``last`` the run's final iteration, which
+the driver (`rlland.train`) sets on the agent (``agent.final_iteration``, from ``total_steps``) before compiling.
+The driver applies the same function on the host to know which rows of a chunk's per-iteration outputs are logged
+ones (``updates/...`` in ``metrics.h5``).
 
 **Cost under vmap.** ``every`` uses ``lax.cond``; with one seed it is a real branch and non-logging iterations
 pay nothing. When seeds are vmapped (the driver's ``jit(vmap(scan(step)))``) the iteration counter is a per-seed
@@ -23,9 +29,10 @@ in which case ``every`` reduces the predicate over that axis and the cond stays 
 Either way the metrics are computed on a fixed subsample of ``log_samples`` rows, which bounds their cost
 whatever the batch size. The spectra dominate that cost (8 matrices [log_samples, width] per PPO update).
 
-**Chunk reduction.** Non-logging iterations emit NaN. The chunk value of a metric is meant to be the mean over
-the LOGGED iterations of the chunk, i.e. a ``nanmean`` over the chunk; a plain mean is NaN unless every
-iteration of the chunk logged (``log_every=1``). A metric that is undefined on a logged iteration (e.g. the mean
+**Chunk reduction and update resolution.** Non-logging iterations emit NaN. The chunk value of a metric
+(``train/repr/...`` [seed, chunk]) is the mean over the LOGGED iterations of the chunk, i.e. a ``nanmean`` over
+the chunk (`rlland.train`); a plain mean is NaN unless every iteration of the chunk logged (``log_every=1``).
+Every logged iteration is also kept as it is (``updates/<metric>`` [seed, logged iteration], `rlland.train`). A metric that is undefined on a logged iteration (e.g. the mean
 ratio below 1 - eps when no sample is below) is NaN there too, as the reference, which does not log it.
 """
 from __future__ import annotations
@@ -43,7 +50,7 @@ from rlland.seed_axis import SEED_AXIS, seed_cond
 # supports_dead_units (from units) is part of what the agents call here
 __all__ = ["RANK_KEYS", "NORM_KEYS", "supports_dead_units", "householder_r", "tall_singular_values",
            "rank_summary",
-           "feature_summary", "subsample", "nan_like", "every"]
+           "feature_summary", "subsample", "nan_like", "logs_at", "every"]
 
 RANK_KEYS = ("effective_rank", "approximate_rank", "srank", "feature_rank", "matrix_rank", "lambda_1")
 NORM_KEYS = ("norm", "avg", "std")
@@ -159,11 +166,22 @@ def nan_like(shapes) -> dict:
     return jax.tree.map(lambda s: jnp.full(jnp.shape(s), jnp.nan, jnp.float32), shapes)
 
 
-def every(counter: jax.Array, log_every: int, fn: Callable[..., dict], *args,
-          axis_name: str | None = SEED_AXIS) -> dict:
-    """``fn(*args)`` (cast to float32) when ``counter % log_every == 0``, NaN everywhere otherwise.
+def logs_at(counter, log_every: int, last: int = -1):
+    """Whether iteration ``counter`` (0-based; int, numpy or jax array) is a logging one:
+    ``counter % log_every == 0`` or ``counter == last`` (the run's final iteration; -1 = none given). Reference
+    A.4: the study logs at a fixed frequency and always the first and the last batch."""
+    if int(log_every) < 1:
+        raise ValueError(f"logs_at: log_every must be >= 1 (0 means: no diagnostics), got {log_every}")
+    return (counter % int(log_every) == 0) | (counter == int(last))
 
-    ``log_every`` is static: 1 calls ``fn`` unconditionally (no cond); >= 2 gates it with ``lax.cond``.
+
+def every(counter: jax.Array, log_every: int, fn: Callable[..., dict], *args, last: int = -1,
+          axis_name: str | None = SEED_AXIS) -> dict:
+    """``fn(*args)`` (cast to float32) on logging iterations (:func:`logs_at`: ``counter % log_every == 0`` or
+    ``counter == last``), NaN everywhere otherwise.
+
+    ``log_every`` and ``last`` are static: ``log_every`` = 1 calls ``fn`` unconditionally (no cond); >= 2 gates it
+    with ``lax.cond``.
 
     Cost: with one seed the cond is a real branch; under a vmap over seeds named ``axis_name`` it stays one
     (`rlland.seed_axis.seed_cond`), so iterations on which no seed logs pay nothing, and each seed still gets NaN
@@ -175,5 +193,5 @@ def every(counter: jax.Array, log_every: int, fn: Callable[..., dict], *args,
     if int(log_every) == 1:
         return cast(fn(*args))
     shapes = jax.eval_shape(lambda *a: cast(fn(*a)), *args)
-    return seed_cond(counter % log_every == 0, lambda *a: cast(fn(*a)), lambda *a: nan_like(shapes), *args,
+    return seed_cond(logs_at(counter, log_every, last), lambda *a: cast(fn(*a)), lambda *a: nan_like(shapes), *args,
                      axis_name=axis_name)

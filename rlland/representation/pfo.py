@@ -14,7 +14,8 @@ critic has the same option with its own coefficient (0 in every sweep of the stu
 the ``clip`` mode of the original (not used in the paper) are not implemented.
 
 The same quantity between the features at the start and at the end of an update is the feature drift the study
-logs as ``*_l2_batch`` (``compute_models_diff``): :func:`feature_drift`.
+logs as ``*_l2_batch`` (``compute_models_diff``): :func:`feature_drift`; beside it the study logs ``*_cosine``,
+the mean cosine similarity of the start and end features: :func:`feature_cosine` (reference A.3).
 """
 from __future__ import annotations
 
@@ -47,3 +48,22 @@ def feature_drift(phi_start: jax.Array, phi_end: jax.Array) -> jax.Array:
     """Mean squared change of the features over an update, ``mean_n mean_d (phi_end - phi_start)^2`` (the study's
     ``*_l2_batch`` = MSE(start, end), reference A.3)."""
     return pfo_loss(phi_end, phi_start)
+
+
+COSINE_EPS = 1e-8  # torch.nn.functional.cosine_similarity's default eps
+
+
+def feature_cosine(phi_start: jax.Array, phi_end: jax.Array) -> jax.Array:
+    """Mean cosine similarity of the features at the start and at the end of an update (the study's ``*_cosine``,
+    reference A.3, ``torch.nn.functional.cosine_similarity`` on the rows, then the mean):
+
+        mean_n  <phi_start_n, phi_end_n> / (max(||phi_start_n||, eps) max(||phi_end_n||, eps))     eps = 1e-8
+
+    ``phi_start``/``phi_end``: [N, D]. 1 when the features did not change (a row that is zero at both ends, e.g.
+    a dead ReLU row, counts 0, as torch's). Float32."""
+    a, b = jnp.asarray(phi_start, jnp.float32), jnp.asarray(phi_end, jnp.float32)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"feature_cosine: phi_start and phi_end must be [N, D] of the same shape, got {a.shape} "
+                         f"and {b.shape}")
+    norm = lambda x: jnp.maximum(jnp.linalg.norm(x, axis=-1), COSINE_EPS)
+    return jnp.mean(jnp.sum(a * b, axis=-1) / (norm(a) * norm(b)))

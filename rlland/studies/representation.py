@@ -8,8 +8,9 @@ ranks, dead units and probability-ratio statistics of each update logged into ``
 sweep) and ``high_epochs_pfo`` (the same with PFO, the study's coefficient), then the plasticity probe
 (`rlland.representation.analysis.analyse_run`, ``representation.h5``) on every snapshot of each.
 
-Claims tested (one number per seed; "final" = the mean over the last quarter of the logged chunks; seed i of
-the three runs shares its key, so differences are paired):
+Claims tested (one number per seed; "final" = the mean over the last quarter of the logged UPDATES, the
+``updates/...`` arrays of ``metrics.h5`` (every ``log_every``-th update and the last; `rlland.train`); seed i
+of the three runs shares its key, so differences are paired):
 
 * feature rank (approximate rank of the actor's penultimate features, the paper's "feature rank") is lower with
   more epochs: final rank(low) - final rank(high) > 0; dead units: final fraction(high) - (low) > 0;
@@ -17,6 +18,10 @@ the three runs shares its key, so differences are paired):
   fraction of probability ratios outside the clip range (high epochs) < 0 (0 when either did not move);
 * PFO mitigates both: final rank(PFO) - rank(high) > 0, final violations(high) - violations(PFO) > 0;
 * plasticity is lost: the probe's policy loss at the last snapshot - at the first > 0 (high epochs).
+
+Also reported: the curves over updates (feature rank, dead units, ratios outside the clip range, and the actor's
+gradient and weight norms where the run logged them), their first and last logged update, and the change of the
+feature ranks over one update (end - start, the study's ``get_rank_diff``; `rlland.representation.end_minus_start`).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import os
 import numpy as np
 
 from rlland import plotting
-from rlland.representation import analysis
+from rlland.representation import analysis, end_minus_start
 from rlland.sinks import read_h5
 from rlland.studies.pipeline import analysis_stage, run_figures, train_stage
 from rlland.studies.report import Claim, Report
@@ -33,9 +38,16 @@ from rlland.studies.report import Claim, Report
 SOURCE = "Moalla, Miele, Pyatko, Pascanu, Gulcehre, No Representation, No Trust: Connecting Representation, " \
          "Collapse, and Trust Issues in PPO, 2024"
 RUNS = ("low_epochs", "high_epochs", "high_epochs_pfo")
-RANK = "train/repr/start/actor_post/approximate_rank"
-DEAD = "train/repr/start/actor_post/dead_units"
-OUTSIDE = "train/repr/end/ratio_fraction_outside"
+STEPS = "updates/steps"  # env steps after each logged update [U]
+RANK = "updates/repr/start/actor_post/approximate_rank"
+DEAD = "updates/repr/start/actor_post/dead_units"
+OUTSIDE = "updates/repr/end/ratio_fraction_outside"
+# curves drawn when the run logged them (gradient and weight norms: PPO's step metrics, every update)
+CURVES = ((RANK, "feature rank (approximate, actor)"), (DEAD, "dead units (actor)"),
+          (OUTSIDE, "ratios outside the clip range"), ("updates/grad_norm/actor", "actor gradient norm"),
+          ("updates/weight_norm/actor", "actor weight norm"))
+RANK_DIFFS = tuple(f"updates/repr/diff/{net}_{kind}/approximate_rank" for net in ("actor", "critic")
+                   for kind in ("pre", "post"))
 
 
 def stages(config, run_dir: str) -> list:
@@ -48,7 +60,7 @@ def stages(config, run_dir: str) -> list:
 
 
 def _final(x: np.ndarray) -> np.ndarray:
-    """Per seed: nanmean over the last quarter of the chunks (at least one)."""
+    """Per seed: nanmean over the last quarter of the logged updates (``x`` [seed, U]; at least one)."""
     q = max(1, x.shape[1] // 4)
     with np.errstate(invalid="ignore"):
         return np.nanmean(x[:, -q:], axis=1)
@@ -71,6 +83,10 @@ def report(config, run_dir: str) -> Report:
     hist, probe = {}, {}
     for label in RUNS:
         hist[label], _ = read_h5(os.path.join(run_dir, label, "metrics.h5"))
+        if RANK not in hist[label]:
+            raise ValueError(f"{run_dir}/{label}/metrics.h5 has no {RANK}: the run was trained without the "
+                             f"update-resolution diagnostics (agent log_every > 0, rlland.train); train it again")
+        hist[label] |= end_minus_start(hist[label])
         probe[label], _ = analysis.read_h5(os.path.join(run_dir, label, analysis.FILE_NAME))
     t = config.train.high_epochs
     width = int(t.agent.hidden_sizes[-1])
@@ -83,7 +99,12 @@ def report(config, run_dir: str) -> Report:
         **{f"feature rank, {k}": rank[k] for k in RUNS}, **{f"dead-unit fraction, {k}": dead[k] for k in RUNS},
         **{f"ratios outside the clip range, {k}": outside[k] for k in RUNS},
         **{f"plasticity policy loss at the last snapshot, {k}": plast[k][:, -1] for k in RUNS},
-        **{f"final eval return, {k}": hist[k]["eval/return_mean"][:, -1] for k in RUNS}}}
+        **{f"final eval return, {k}": hist[k]["eval/return_mean"][:, -1] for k in RUNS}},
+        "first and last logged update": {
+            f"{what}, {k}, {at} update": hist[k][key][:, i] for key, what in CURVES[:3] for k in RUNS
+            for at, i in (("first", 0), ("last", -1))},
+        "change over one update, end - start (last quarter of training)": {
+            f"{key.split('/')[-2]} approximate rank, {k}": _final(hist[k][key]) for key in RANK_DIFFS for k in RUNS}}
     corr = _corr(hist["high_epochs"][RANK], hist["high_epochs"][OUTSIDE])
     e_lo, e_hi = config.train.low_epochs.agent.epochs, t.agent.epochs
     claims = [
@@ -102,18 +123,17 @@ def report(config, run_dir: str) -> Report:
         Claim("plasticity is lost during training", "plasticity policy loss: last - first snapshot",
               plast["high_epochs"][:, -1] - plast["high_epochs"][:, 0], "plasticity loss rises (Fig. 5)"),
     ]
-    fig, axes = plotting.plt.subplots(1, 2, figsize=(10, 4))
-    for k in RUNS:
-        steps = hist[k]["train/steps"]
-        plotting.seed_curves(axes[0], steps, hist[k][RANK], label=k)
-        plotting.seed_curves(axes[1], steps, hist[k][OUTSIDE], label=k)
-    axes[0].set(xlabel="env steps", ylabel="feature rank (approximate, actor)")
-    axes[1].set(xlabel="env steps", ylabel="fraction of ratios outside the clip range")
-    for ax in axes:
+    curves = [(key, label) for key, label in CURVES if all(key in hist[k] for k in RUNS)]
+    fig, axes = plotting.plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], curves):
+        for k in RUNS:
+            plotting.seed_curves(ax, hist[k][STEPS], hist[k][key], label=k)
+        ax.set(xlabel="env steps (logged updates, first and last included)", ylabel=label)
         ax.legend(fontsize="small")
     fig.tight_layout()
     plotting.save(fig, os.path.join(run_dir, "figures", "rank_and_trust_region.png"))
-    figures = [("feature rank and trust-region violations vs env steps", "figures/rank_and_trust_region.png")]
+    figures = [("feature rank, dead units, trust-region violations (and gradient / weight norms where logged) per "
+                "logged update vs env steps", "figures/rank_and_trust_region.png")]
     for k in RUNS:
         figures += run_figures(run_dir, k)
     a = t.agent
@@ -123,7 +143,8 @@ def report(config, run_dir: str) -> Report:
                ("runs", f"epochs {e_lo} / {e_hi} / {e_hi} + PFO (coef {config.train.high_epochs_pfo.agent.pfo_coef}, "
                         f"{config.train.high_epochs_pfo.agent.pfo})"),
                ("training", f"{t.total_steps:,} steps; diagnostics every {a.log_every} iterations on "
-                            f"{a.log_samples} samples, stored as chunk means"),
+                            f"{a.log_samples} samples and on the last, stored per logged update "
+                            f"({hist['high_epochs'][STEPS].size} updates)"),
                ("plasticity probe", f"{config.plasticity.plasticity.num_envs} x "
                                     f"{config.plasticity.plasticity.num_steps} observations, "
                                     f"{config.plasticity.plasticity.epochs} epochs")]

@@ -94,10 +94,11 @@ batch if it is smaller; the reference uses the whole batch), with the parameters
     repr/drift/{actor,critic}_{pre,post,all_pre}_cosine   mean_n cos(phi_start_n, phi_end_n)  ("drift")
 
 The end - start differences of the start/end pairs (the study's ``get_rank_diff``) are not computed here: the
-analysis takes them from the logged values (``rlland.representation.analysis.end_minus_start``).
+analysis takes them from the logged values (``rlland.representation.end_minus_start``).
 
 ``log_metrics`` selects the groups in parentheses. Other iterations give NaN for these keys, so the chunk value
-is meant to be their nanmean over the chunk (a plain mean is NaN unless every iteration logs). Under a plain vmap
+is their nanmean over the chunk (a plain mean is NaN unless every iteration logs); the driver also keeps every
+logged iteration, ``updates/<name>`` [seed, U] in ``metrics.h5`` (`rlland.train`). Under a plain vmap
 over seeds the gate is a select and every iteration pays for the diagnostics; under ``jax.vmap(...,
 axis_name="seed")`` (the driver's) only logging iterations do (see ``diagnostics.every``). Their cost is bounded
 by the fixed ``log_samples``: one batched spectrum (Householder QR in XLA + a D x D SVD,

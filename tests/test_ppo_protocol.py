@@ -170,12 +170,14 @@ def test_per_network_clipping_isolates_the_actor(env, one_minibatch):
         def step(g):
             tx = agent.tx(hp)
             updates, _ = tx.update(g, tx.init(nets), nets)
-            return optax.global_norm(updates["actor"]), agent.grad_norms(g, nets, nets, hp)["grad_norm/actor_clipped"]
+            norms = agent.grad_norms(g, nets, nets, hp)
+            return optax.global_norm(updates["actor"]), norms["grad_norm/actor_clipped"], norms["grad_norm/critic_clipped"]
 
         return [tuple(map(float, step(g))) for g in (grads, calm)]
 
-    (sep, sep_clip), (sep_calm, _) = actor_steps(True)
-    (joint, joint_clip), (joint_calm, _) = actor_steps(False)
+    (sep, sep_clip, sep_critic), (sep_calm, _, _) = actor_steps(True)
+    (joint, joint_clip, _), (joint_calm, _, _) = actor_steps(False)
+    np.testing.assert_allclose(sep_critic, float(hp["max_grad_norm"]), rtol=1e-6)  # min(max_norm, ||g_critic||)
     np.testing.assert_allclose(sep, sep_calm, rtol=1e-6)  # per network: the critic does not touch the actor
     np.testing.assert_allclose(sep_clip, global_norm(grads["actor"]), rtol=1e-5)
     np.testing.assert_allclose(joint_calm, sep_calm, rtol=1e-6)

@@ -2,9 +2,10 @@
 (feature rank, dead units, mean ratio below 1 - eps, plasticity against env steps) and ``representation.png``
 (the same, mean over seeds with 95% intervals).
 
-The rank / dead-unit / trust-region curves come from ``<run_dir>/metrics.h5`` (``train/repr/...``, logged during
-training when the agent's ``log_every`` > 0; chunk means, see :mod:`rlland.representation.diagnostics`); the
-plasticity curves from the probe's datasets (:mod:`rlland.representation.analysis`).
+The rank / dead-unit / trust-region curves come from ``<run_dir>/metrics.h5``, logged during training when the
+agent's ``log_every`` > 0 (:mod:`rlland.representation.diagnostics`): every logged update (``updates/repr/...``
+against ``updates/steps``, `rlland.train`), or the chunk means (``train/repr/...``) of a run written before
+those existed; the plasticity curves from the probe's datasets (:mod:`rlland.representation.analysis`).
 """
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ NETS = (("actor", "-"), ("critic", "--"), ("critic1", "--"))
 
 
 def _training_curves(run_dir: str) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """``(train/steps, {name: [S, C]})`` of the ``train/repr/...`` curves in metrics.h5 (None, {} without one)."""
+    """``(steps [T], {name: [S, T]})`` of the ``repr/...`` curves in metrics.h5: per logged update
+    (``updates/...``) where the run has them, else per chunk (``train/...``); (None, {}) without a metrics.h5."""
     path = os.path.join(run_dir, "metrics.h5")
     if not os.path.exists(path):
         return None, {}
     data, _ = sinks.read_h5(path)
-    return data.get("train/steps"), {k[len("train/repr/"):]: v for k, v in data.items()
-                                     if k.startswith("train/repr/")}
+    group = "updates" if "updates/steps" in data else "train"
+    prefix = f"{group}/repr/"
+    return data.get(f"{group}/steps"), {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
 
 
 def _find(curves: dict, metric: str, net: str, kind: str = "post"):

@@ -2,7 +2,7 @@
 `rlland.train`, the last update always logged, all-pre-activation norms, cosine drift, end - start differences.
 
 One tiny PPO run through ``train.run`` (probe_observation, 8-8 nets, 4 envs x 8 steps = 32 env steps per iteration,
-3 iterations per chunk, 3 chunks; ``log_every=2``: iterations 0, 2, 4, 6 and the last, 8, log) and its kernel
+3 iterations per chunk, 3 chunks; ``log_every=3``: iterations 0, 3, 6 and the last, 8, log) and its kernel
 called directly with a traced learning rate of 0 and 3e-3 (a zero learning rate leaves the features unchanged
 over an update).
 """
@@ -25,7 +25,7 @@ _spec = importlib.util.spec_from_file_location("rlland_train_configs_updates",
 train_configs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_configs)
 
-PER_ITER, K, CHUNKS, LOG_EVERY = 32, 3, 3, 2
+PER_ITER, K, CHUNKS, LOG_EVERY = 32, 3, 3, 3
 SMALL = dict(hidden_sizes=(8, 8), num_envs=4, unroll_length=8, num_minibatches=2, epochs=2, learning_rate=3e-3,
              log_every=LOG_EVERY, log_samples=32)
 
@@ -46,15 +46,15 @@ def run(tmp_path_factory):
 
 
 def test_logged_iterations_include_first_and_last(run):
-    logged = [0, 2, 4, 6, 8]  # every LOG_EVERY-th, and the final iteration 8 (8 % 2 == 0 here too) ...
+    logged = [0, 3, 6, 8]  # every LOG_EVERY-th, and the final iteration 8 (not a multiple of 3)
     np.testing.assert_array_equal(run.updates["iteration"], logged)
     np.testing.assert_array_equal(run.updates["steps"], (np.array(logged) + 1) * PER_ITER)
     rank = run.updates["repr/start/actor_post/approximate_rank"]
+    # finite on every selected row, iteration 8 included: the agent's gate logged it too (NaN otherwise)
     assert rank.shape == (2, len(logged)) and np.all(np.isfinite(rank))
     # every step metric is kept at update resolution, not only the diagnostics
     assert run.updates["pg_loss"].shape == (2, len(logged))
-    # ... and with log_every = 3 the last iteration 8 is not a multiple: logs_at adds it
-    np.testing.assert_array_equal(np.flatnonzero(diagnostics.logs_at(np.arange(9), 3, last=8)), [0, 3, 6, 8])
+    # the gate without a known last iteration: multiples only
     np.testing.assert_array_equal(np.flatnonzero(diagnostics.logs_at(np.arange(9), 3)), [0, 3, 6])
 
 
@@ -75,13 +75,14 @@ def test_metrics_h5_holds_the_update_arrays(run):
     np.testing.assert_array_equal(h["updates/repr/end/critic_pre/srank"], run.updates["repr/end/critic_pre/srank"])
 
 
-def test_resumed_run_has_the_same_update_arrays(run, tmp_path):
+def test_resumed_run_has_the_same_update_arrays(run, tmp_path, capsys):
     """The last checkpoint removed: the run resumes from the one before and recomputes the last chunk; its
     update arrays equal the uninterrupted run's, bitwise (the history up to the checkpoint is restored)."""
     resumed = tmp_path / "run"
     shutil.copytree(run.run_dir, resumed)
     shutil.rmtree(resumed / "checkpoints" / str(PER_ITER * K * CHUNKS))
     again = train.run(tiny_config(), run_dir=str(resumed))
+    assert f"from env step {PER_ITER * K * (CHUNKS - 1)}" in capsys.readouterr().out
     assert sorted(again.updates) == sorted(run.updates)
     for k, v in run.updates.items():
         np.testing.assert_array_equal(again.updates[k], v, err_msg=k)
@@ -106,7 +107,7 @@ def test_sweep_files_split_update_arrays_by_point(tmp_path):
 @pytest.fixture(scope="module")
 def lr_chunk(run):
     """The run's first chunk (its agent, its kernel: a persistent-cache hit) on 2 members with the run's seed-0 key:
-    learning rate 0 (traced, so the positivity check does not apply) and 3e-3. Iterations 0 and 2 log."""
+    learning rate 0 (traced, so the positivity check does not apply) and 3e-3. Iteration 0 logs."""
     _, agent, _ = train.validate(tiny_config())
     hp = jax.vmap(lambda lr: agent.hparams() | {"learning_rate": lr})(jnp.array([0.0, 3e-3]))
     keys = jnp.repeat(jax.random.fold_in(jax.random.PRNGKey(tiny_config().seed), 0)[None], 2, axis=0)

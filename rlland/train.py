@@ -21,7 +21,8 @@ from the chunk kernel's per-iteration outputs (scan outputs, [seed, K]; no host 
 and appended on the host at each chunk end like the other histories, saved in every checkpoint's history (a
 resumed run's arrays equal an uninterrupted run's: the same kernels on the same states), and written to
 ``metrics.h5`` (a sweep's ``[point, seed, U]`` and its point views, as the other arrays). wandb keeps the chunk
-values only.
+values only. A run resumed with a larger ``total_steps`` keeps the rows it had (its former last iteration
+included) and logs the new last one.
 
 Sweeps (`rlland.sweep`): with ``config.sweep`` the batch is points x seeds (member ``p * S + s``, point-major),
 one kernel for all; the state, checkpoints and snapshots carry that member axis, ``metrics.h5`` carries

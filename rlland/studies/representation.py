@@ -124,11 +124,15 @@ def report(config, run_dir: str) -> Report:
               plast["high_epochs"][:, -1] - plast["high_epochs"][:, 0], "plasticity loss rises (Fig. 5)"),
     ]
     curves = [(key, label) for key, label in CURVES if all(key in hist[k] for k in RUNS)]
-    fig, axes = plotting.plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4), squeeze=False)
-    for ax, (key, label) in zip(axes[0], curves):
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = plotting.plt.subplots(rows, cols, figsize=(4.5 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.ravel()[len(curves):]:
+        ax.axis("off")
+    for ax, (key, label) in zip(axes.ravel(), curves):
         for k in RUNS:
             plotting.seed_curves(ax, hist[k][STEPS], hist[k][key], label=k)
-        ax.set(xlabel="env steps (logged updates, first and last included)", ylabel=label)
+        ax.set(xlabel="env steps (every logged update)", ylabel=label)
         ax.legend(fontsize="small")
     fig.tight_layout()
     plotting.save(fig, os.path.join(run_dir, "figures", "rank_and_trust_region.png"))

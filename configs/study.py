@@ -146,14 +146,30 @@ def representation(scale: str) -> ml_collections.ConfigDict:
                                           "iterations = 4,997,120 steps (5M on iteration boundaries)",)
         c.plasticity = configs.load("representation")
     elif scale == "cpu":
-        base = configs.load("representation", "train/quick")
-        base.agent.update(log_every=1, log_samples=512)
-        base.update(num_seeds=3)
-        epochs = (4, 12)
+        # hopper with ReLU, lr 3e-3 and 32 epochs of 16 minibatches: the cheapest setting found where the high-epoch
+        # run's rank collapses within 100 iterations (3 seeds: 42-43 -> 5.3-10.1 of 64 units with 27-55 dead, vs
+        # 37-39 -> 23-30 with 4 epochs). The quickstart's inverted_pendulum never did (rank rose from 3-4 to 5-7 with
+        # 4 and 12 epochs). rlland's Gaussian head (state-independent log-std) is kept: with policy="tanh_gaussian"
+        # (A.1) the 32-epoch run diverged (non-finite params at 20-31k steps, 3 of 3 seeds)
+        base = configs.load("representation", "train/hopper")
+        base.agent.update(activation="relu", normalize_observations=True, num_envs=32,
+                          unroll_length=32, num_minibatches=16, learning_rate=3e-3, log_every=1, log_samples=1024)
+        per_chunk = 10 * 32 * 32
+        base.update(num_seeds=3, total_steps=10 * per_chunk, eval_interval=per_chunk, checkpoint_interval=per_chunk,
+                    eval_episodes=4, snapshot_steps=(0, 5 * per_chunk, 10 * per_chunk))
+        epochs = (4, 32)
         c.plasticity = configs.load("representation", "quick")
-        c.reductions = ("inverted_pendulum quickstart PPO (32 envs x 32 steps, 200-step episodes), 3 seeds, "
-                        "30,720 steps; epochs 4 vs 12 (paper 10 vs 20); log every iteration on 512 samples",
-                        "plasticity probe 4 x 250 observations, 2 epochs (paper 4 x 1000, 4 epochs)")
+        c.reductions = ("one task (Brax hopper, spring) of the paper's four, 3 seeds, 100 iterations of 32 envs x 32 "
+                        "steps = 102,400 steps (paper 2 x 1024 per iteration, 5M steps); minibatch 64 (16 per "
+                        "epoch) as the paper", "ReLU (one of the paper's two MuJoCo activations) with running "
+                        "observation normalisation (paper: fixed from random rollouts); lr 3e-3 (paper 3e-4) and "
+                        "epochs 4 vs 32 (paper 10 vs 20) so that the collapse happens within the budget",
+                        "rlland's PPO defaults elsewhere: Gaussian policy with a state-independent log-std "
+                        "(paper: TanhNormal, which diverged here with 32 epochs), value coefficient 2 (paper 0.5), "
+                        "max grad norm 1 (paper 0.5), Adam eps 1e-5 (paper 1e-8)",
+                        "diagnostics every iteration on 1024 samples (the whole rollout batch, as A.4); snapshots "
+                        "at 0, 51,200 and 102,400 steps", "plasticity probe 4 x 250 observations, 2 epochs (paper "
+                        "4 x 1000, 4 epochs)")
     else:
         base = configs.load("train", "ppo/probe_observation")
         base.env.episode_length = 5

@@ -147,8 +147,9 @@ def representation(scale: str) -> ml_collections.ConfigDict:
         c.plasticity = configs.load("representation")
     elif scale == "cpu":
         # hopper with ReLU, lr 3e-3 and 32 epochs of 16 minibatches: the cheapest setting found where the high-epoch
-        # run's rank collapses within 100 iterations (3 seeds: 42-43 -> 5.3-10.1 of 64 units with 27-55 dead, vs
-        # 37-39 -> 23-30 with 4 epochs). The quickstart's inverted_pendulum never did (rank rose from 3-4 to 5-7 with
+        # run's rank collapses within 100 iterations (3 seeds, chunk means: 42-44 in the first 10 iterations -> 5.5-10.3
+        # of 64 units in the last, 26-54 dead, vs 37-40 -> 24-31 with 4 epochs; the whole study takes 17.5 min on the
+        # shared 2-core CPU). The quickstart's inverted_pendulum never did (rank rose from 3-4 to 5-7 with
         # 4 and 12 epochs). rlland's Gaussian head (state-independent log-std) is kept: with policy="tanh_gaussian"
         # (A.1) the 32-epoch run diverged (non-finite params at 20-31k steps, 3 of 3 seeds)
         base = configs.load("representation", "train/hopper")

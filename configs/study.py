@@ -138,7 +138,9 @@ def representation(scale: str) -> ml_collections.ConfigDict:
         base = configs.load("representation", "train/hopper")
         base.agent.update(num_envs=2, unroll_length=1024, num_minibatches=32, epochs=10, learning_rate=3e-4,
                           max_grad_norm=0.5, vf_coef=0.5, clip_eps=0.2, ent_coef=0.0, log_every=2,
-                          log_samples=2048)
+                          log_samples=2048,
+                          # A.1/A.7: TanhNormal with a state-dependent scale, one clip + Adam per network, torch eps
+                          policy="tanh_gaussian", clip_per_network=True, adam_eps=1e-8)
         per_chunk = 61 * 2048
         base.update(num_seeds=5, total_steps=40 * per_chunk, eval_interval=per_chunk, checkpoint_interval=per_chunk,
                     snapshot_steps=tuple(per_chunk * i for i in range(41)))

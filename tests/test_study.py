@@ -141,6 +141,9 @@ def test_paper_configs_match_the_papers_and_fit_80gb(name, accelerator_80gb):
         for t in c.train.values():
             assert abs(t.total_steps - 5_000_000) < 5_000 and t.num_seeds == 5
             assert t.agent.num_envs * t.agent.unroll_length == 2048 and 2048 // t.agent.num_minibatches == 64
+            # A.1 TanhNormal policy, A.7 one clipped Adam per network with torch's eps and lr 3e-4
+            assert (t.agent.policy, t.agent.clip_per_network, t.agent.adam_eps) == ("tanh_gaussian", True, 1e-8)
+            assert (t.agent.learning_rate, t.agent.max_grad_norm, t.agent.vf_coef) == (3e-4, 0.5, 0.5)
         assert [c.train[k].agent.epochs for k in ("low_epochs", "high_epochs")] == [10, 20]
         assert c.train.high_epochs_pfo.agent.pfo_coef == 1.0 and len(c.train.low_epochs.snapshot_steps) == 41
         p = c.plasticity.plasticity

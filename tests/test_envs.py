@@ -37,9 +37,10 @@ def test_autoreset_draws_a_fresh_start_from_the_step_key():
     env = envs.make("probe_observation")  # start observation is +-1 at random, one-step episodes
     state = env.reset(jax.random.PRNGKey(0))
     keys = jax.random.split(jax.random.PRNGKey(3), 64)
+    step = jax.jit(env.step)  # one compiled step (op-by-op dispatch of 64 steps costs ~10 s of CPU)
     starts = []
     for k in keys:
-        state, out = env.step(state, jnp.zeros(1), k)
+        state, out = step(state, jnp.zeros(1), k)
         starts.append(float(out.obs[0]))
     assert set(starts) == {-1.0, 1.0}  # Brax's AutoResetWrapper would replay a single cached start
 

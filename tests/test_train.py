@@ -336,13 +336,14 @@ def test_snapshot_is_the_state_at_that_step(td3_run, tmp_path):
 
 
 def test_snapshot_of_a_wrapping_buffer_is_exact(tmp_path):
-    config = tiny_td3(**{"agent.buffer_capacity": 48, "keep_checkpoints": 1})  # 96 steps wrap 48 slots twice
+    # the tiny run's own 128 slots (its kernels are compiled already): 192 steps wrap them, the snapshot at 160 is of
+    # a wrapped buffer (cursor 32) and the last 32 steps overwrite part of it
+    config = tiny_td3(total_steps=192, snapshot_steps=(160,), keep_checkpoints=1)
     train.run(config, run_dir=str(tmp_path / "wrap"))
-    stopped = train.run(tiny_td3(**{"agent.buffer_capacity": 48, "total_steps": 64}),
-                        run_dir=str(tmp_path / "stopped"))
-    snap = runs.load_snapshot(str(tmp_path / "wrap"), 64)
-    np.testing.assert_array_equal(snap.buffer.size, [48, 48])
-    np.testing.assert_array_equal(snap.buffer.cursor, [16, 16])
+    stopped = train.run(tiny_td3(total_steps=160), run_dir=str(tmp_path / "stopped"))
+    snap = runs.load_snapshot(str(tmp_path / "wrap"), 160)
+    np.testing.assert_array_equal(snap.buffer.size, [128, 128])
+    np.testing.assert_array_equal(snap.buffer.cursor, [32, 32])
     assert leaves_equal(snap, stopped.state)
     final = latest_state(tmp_path / "wrap")[1]
     assert not np.array_equal(final.buffer.data.obs, snap.buffer.data.obs) or \

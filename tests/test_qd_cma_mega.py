@@ -1,8 +1,13 @@
-"""CMA-MEGA (ES) and CMA-MEGA (TD3, ES) (rlland.qd.cma_mega) on a tiny hopper: QD score rises over the first
-generation, restarts when nothing can be added (with the CMA-ES reset), same seed -> same archive, the TD3
-objective row is the actor-loss gradient, the greedy actor is inserted before the CMA-ES solutions and ranking
-ties go as pyribs 0.4 sorts them, configs build (the study's CMA-ES update by default, evosax's as an option). One compiled kernel per variant (module fixtures),
-XLA backend optimisation level 0, as tests/test_qd_driver.py."""
+"""CMA-MEGA (ES) and CMA-MEGA (TD3, ES) (rlland.qd.cma_mega) on the toy task of tests/qd_toy.py: QD score rises
+over the first generation, restarts when nothing can be added (with the CMA-ES reset), same seed -> same archive,
+the TD3 objective row is the actor-loss gradient, the greedy actor is inserted before the CMA-ES solutions and
+ranking ties go as pyribs 0.4 sorts them, configs build (the study's CMA-ES update by default, evosax's as an
+option). One compiled kernel per variant (module fixtures), XLA backend optimisation level 0.
+
+The task is the toy (a tanh-MLP genome steering a point; transitions for the critic like the hopper's): these are
+tests of the algorithm's logic, which only calls the task's interface (score, policy, sizes). A hopper rollout
+costs ~10 s of compile per kernel; the QD algorithms' real-env integration is in tests/test_qd_pga.py (PGA-ME,
+the same genome-TD3 machinery) and tests/test_qd_driver.py."""
 import functools
 import importlib.util
 import os
@@ -21,6 +26,8 @@ from rlland.qd.cma_mega import td3_objective_gradient
 from rlland.qd.es import mirrored_noise, unit
 from rlland.qd.genome_td3 import add_valid
 
+import qd_toy
+
 _spec = importlib.util.spec_from_file_location(
     "qd_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "qd.py"))
 qd_configs = importlib.util.module_from_spec(_spec)
@@ -31,7 +38,7 @@ GENS, SEEDS, CELLS = 5, 2, 8
 
 def tiny_config(algo):
     c = qd_configs.get_config(f"{algo}/hopper/quick")
-    c.task.update(episode_length=25, hidden_sizes=(8, 8))
+    c.task.update(name="toy", episode_length=25, hidden_sizes=(8, 8))  # the algorithms' settings, on the toy
     c.archive.grid_shape = (CELLS,)
     c.batch_size = 9
     c.cma_mega.update(mu=4, num_samples=10, num_critic_training_steps=20, pg_batch_size=512)
@@ -42,7 +49,7 @@ def tiny_config(algo):
 
 def _setup(algo):
     config = tiny_config(algo)
-    task = driver.make_task(config)
+    task = qd_toy.make_task(config)
     algo_obj = driver.make_algo(task, config, functools.partial(qd.metrics, f_min=float(config.f_min)))
     lo, hi = task.descriptor_bounds
     empty = qd.Archive.grid((CELLS,), lo, hi, jnp.zeros(task.genome_size, jnp.float32))

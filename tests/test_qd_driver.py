@@ -1,8 +1,14 @@
 """The QD driver (rlland.qd.driver), robustness, heatmaps and configs/qd.py.
 
-One tiny MAP-Elites hopper config (2 seeds vmapped) is run three times: uninterrupted, and interrupted after
-one chunk then resumed; the archives and every logged metric must be identical. The kernels are compiled at
-XLA backend optimisation level 0 (``config.compiler_options``) and shared by the three runs."""
+One tiny MAP-Elites config (2 seeds vmapped) is run three times: uninterrupted, and interrupted after one chunk
+then resumed; the archives and every logged metric must be identical. The kernels are compiled at XLA backend
+optimisation level 0 (``config.compiler_options``) and shared by the three runs.
+
+The driver runs use the toy task of tests/qd_toy.py (patched in as ``driver.make_task`` for ``config.task.name ==
+"toy"``; the driver is unchanged): what is tested here (chunking, checkpoints and resumption, the logged metrics,
+robustness re-evaluations, figures, archive files, sweeps, CVT archives) only calls the task's interface. A
+hopper rollout costs ~10 s of compile per kernel (here three: generation, per-chunk and final robustness); the
+hopper itself is tested in tests/test_qd.py, an algorithm kernel on it in tests/test_qd_pga.py."""
 import dataclasses
 import importlib.util
 import json
@@ -19,6 +25,8 @@ from rlland.sinks import read_h5
 from rlland.qd import driver
 from rlland.qd import plotting as qd_plotting
 
+import qd_toy
+
 _spec = importlib.util.spec_from_file_location(
     "qd_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "qd.py"))
 qd_configs = importlib.util.module_from_spec(_spec)
@@ -29,7 +37,7 @@ BATCH, GENS_PER_CHUNK = 8, 4
 
 def tiny_config():
     c = qd_configs.get_config("map_elites/hopper/quick")
-    c.task.update(episode_length=20, hidden_sizes=(8, 8))
+    c.task.update(name="toy", episode_length=20, hidden_sizes=(8, 8))  # random starts, as the hopper's
     c.archive.grid_shape = (8,)
     c.batch_size = BATCH
     c.total_evals = BATCH * 7  # 7 generations (0 = the initial population) in chunks of 4: the 2nd has one idle
@@ -42,6 +50,14 @@ def tiny_config():
     c.progress = False
     c.compiler_options = {"xla_backend_optimization_level": 0}
     return c
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_driver():
+    """The driver builds ``config.task.name == "toy"`` with `qd_toy.make_task` in this module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(driver, "make_task", qd_toy.make_task)
+        yield
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -80,7 +96,7 @@ def test_driver_writes_metrics_robustness_and_figures(runs):
     assert np.all(data["num_inserted"][:, 1] >= data["num_elites"][:, 1])
     np.testing.assert_allclose(data["qd_score"][:, -1],
                                np.asarray(qd.metrics(full.archive, f_min=config.f_min)["qd_score"]), rtol=1e-6)
-    assert config.f_min == -0.9 * 20  # QDax's hopper offset x episode length, in the study's convention
+    assert config.f_min == -0.9 * 20  # QDax's hopper offset x episode length (the hopper config's; toy returns >= 0)
     assert json.loads(attrs["config"])["algo"] == "map_elites" and attrs["compile_seconds"] > 0
     # robustness: NaN before any chunk, then finite; the best elite is what was re-evaluated
     assert np.all(np.isnan(data["robustness"][:, 0])) and np.all(np.isfinite(data["robustness"][:, 1:]))

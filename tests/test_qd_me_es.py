@@ -1,7 +1,14 @@
 """ME-ES (rlland.qd.me_es): novelty and cell selection by hand on a tiny archive, the folded genome against the
-normalised policy, and tiny hopper runs through the QD driver (QD score rises, explore and exploit alternate, same
-seed -> same archive, an interrupted run resumes exactly). Kernels are compiled at XLA backend optimisation
-level 0 and shared through module-scoped fixtures (the runs of one config hit the driver's build cache)."""
+normalised policy on the hopper, and tiny runs through the QD driver on the toy task of tests/qd_toy.py (QD score
+rises, explore and exploit alternate, same seed -> same archive, an interrupted run resumes exactly, archived
+genomes rescore). Kernels are compiled at XLA backend optimisation level 0 and shared through module-scoped
+fixtures (the runs of one config hit the driver's build cache).
+
+The driver runs use the toy task (patched in as ``driver.make_task``; the driver and ME-ES are unchanged): they
+test ME-ES's logic and its state through the driver's checkpoints, which only call the task's interface
+(``score`` with the observation normaliser, action noise and observation statistics, the genome layout). A
+hopper rollout costs ~10 s of compile per kernel; the real task's normalised rollout is checked by
+test_folded_genome_scores_like_normalised_policy, the driver on the hopper in tests/test_qd_driver.py."""
 import importlib.util
 import os
 
@@ -15,6 +22,8 @@ from rlland import qd
 from rlland.sinks import read_h5
 from rlland.qd import driver, me_es
 
+import qd_toy
+
 _spec = importlib.util.spec_from_file_location(
     "qd_configs", os.path.join(os.path.dirname(__file__), "..", "configs", "qd.py"))
 qd_configs = importlib.util.module_from_spec(_spec)
@@ -25,7 +34,7 @@ BATCH, STEPS, GENS = 16, 2, 9
 
 def tiny_config():
     c = qd_configs.get_config("me_es/hopper/quick")
-    c.task.update(episode_length=30, hidden_sizes=(8, 8), random_init=False)  # deterministic starts
+    c.task.update(name="toy", episode_length=30, hidden_sizes=(8, 8), random_init=False)  # deterministic starts
     c.archive.grid_shape = (10,)
     c.batch_size = BATCH
     c.total_evals = BATCH * GENS  # generation 0 (x0's evaluation + the first ES step) then 8 more
@@ -37,6 +46,14 @@ def tiny_config():
     c.progress = False
     c.compiler_options = {"xla_backend_optimization_level": 0}
     return c
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_driver():
+    """The driver builds its task with `qd_toy.make_task` in this module (config.task.name = "toy")."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(driver, "make_task", qd_toy.make_task)
+        yield
 
 
 # ------------------------------------------------------------------------------------------------ by hand

@@ -222,7 +222,10 @@ def linear_regions(scale: str) -> ml_collections.ConfigDict:
                         "plane pictures as exact polygons (grid counts at 100 x 100 beside them) (paper 1000 steps, 10 "
                         "random trajectories, 100 lines)")
     else:
-        t = configs.load("train", "ppo_relu/inverted_pendulum")
+        # the study's own 1-D car (reference B.1; pure JAX, rlland.envs.car), not a Brax task: every kernel here
+        # (training chunk, evaluation, the analysis' trajectory collection) holds a rollout, and a Brax rollout
+        # costs ~10 s of compile per kernel; the analysis code is the same for every env (analysis_env)
+        t = configs.load("train", "ppo_relu/car1d")
         t.env.episode_length = 20
         t.agent.update(hidden_sizes=(8,), num_envs=4, unroll_length=8, num_minibatches=2, epochs=1)
         t.update(num_seeds=2, total_steps=96, eval_interval=32, eval_episodes=2, checkpoint_interval=32,
@@ -231,7 +234,7 @@ def linear_regions(scale: str) -> ml_collections.ConfigDict:
         c.regions.update(length=0, num_lines=8)
         c.regions.num_episodes.random = 2
         c.regions.plane.update(resolution=16, gridlines=False)
-        c.reductions = ("smoke: inverted_pendulum with 20-step episodes, one hidden layer of 8, 2 seeds, 96 steps",)
+        c.reductions = ("smoke: the 1-D car (car1d) with 20-step episodes, one hidden layer of 8, 2 seeds, 96 steps",)
     c.train = ml_collections.ConfigDict({"ppo_relu": _quiet(t, scale)})
     return c
 

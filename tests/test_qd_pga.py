@@ -1,6 +1,6 @@
 """PGA-ME (rlland.qd.pga): masked replay insertion, PG variation ascends Q1, and on a short hopper task: the QD
 score rises over the initial archive, the same seed gives the same archive, the state checkpoints exactly; on a
-cheap toy task: vmap over 2 seeds equals 2 single runs.
+cheap toy task (tests/qd_toy.py): vmap over 2 seeds equals 2 single runs.
 
 Compile budget: one Brax program (3 seeds vmapped, shared by the hopper tests) and two small toy programs, all
 compiled at XLA backend optimisation level 0 (about half the CPU compile time; these runs are tiny)."""
@@ -17,66 +17,11 @@ from rlland.buffers import ReplayBuffer
 from rlland.qd.genome_td3 import add_valid
 from rlland.qd.pga import PGAME, PGAConfig, PGAHParams
 
+from qd_toy import ToyTask
+
 T, POP, GENS = 50, 16, 5
 F_MIN = -float(T)
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-# ----------------------------------------------------------------------------------------------- toy task
-@dataclasses.dataclass(frozen=True, eq=False)
-class ToyTask:
-    """A point in R^2 driven by a tanh MLP genome for 8 steps; reward 1 - ||s' - 0.5||^2, descriptor = mean |a|.
-    Same interface as `QDTask` (policy, rollout, score with transitions, init_genomes, sizes)."""
-
-    name: str = "toy"
-    obs_size: int = 2
-    action_size: int = 2
-    hidden_sizes: tuple = (4,)
-    episode_length: int = 8
-    random_init: bool = True
-
-    @property
-    def layer_sizes(self):
-        return (self.obs_size, *self.hidden_sizes, self.action_size)
-
-    @property
-    def genome_size(self):
-        s = self.layer_sizes
-        return sum(s[i] * s[i + 1] + s[i + 1] for i in range(len(s) - 1))
-
-    def init_genomes(self, key, n):
-        return 0.5 * jax.random.normal(key, (n, self.genome_size))
-
-    def policy(self, genome, obs):
-        h, o, s = obs, 0, self.layer_sizes
-        for i in range(len(s) - 1):
-            w = genome[..., o:o + s[i] * s[i + 1]].reshape(genome.shape[:-1] + (s[i], s[i + 1]))
-            o += s[i] * s[i + 1]
-            h = jnp.tanh(h @ w + genome[..., o:o + s[i + 1]])
-            o += s[i + 1]
-        return h
-
-    def rollout(self, genome, key, return_transitions=None):
-        s0 = jax.random.uniform(key, (2,), minval=-1.0, maxval=1.0)
-
-        def step(s, t):
-            a = self.policy(genome, s)
-            s2 = s + 0.3 * a
-            r = 1.0 - jnp.sum((s2 - 0.5) ** 2)
-            tr = qd.Transitions(obs=s, action=a, reward=r, next_obs=s2, termination=jnp.float32(0.0),
-                                truncation=(t == self.episode_length - 1).astype(jnp.float32), valid=jnp.array(True))
-            return s2, (r, jnp.abs(a), tr)
-
-        _, (r, a, tr) = jax.lax.scan(step, s0, jnp.arange(self.episode_length))
-        out = {"fitness": r.sum(), "descriptor": a.mean(0), "episode_length": jnp.int32(self.episode_length)}
-        if return_transitions:
-            out["transitions"] = tr
-        return out
-
-    def score(self, genomes, key, return_transitions=False):
-        res = jax.vmap(lambda g, k: self.rollout(g, k, return_transitions))(
-            genomes, jax.random.split(key, genomes.shape[0]))
-        return res["fitness"], res["descriptor"], {k: v for k, v in res.items() if k not in ("fitness", "descriptor")}
 
 
 def make_run(task, grid, config, hparams):

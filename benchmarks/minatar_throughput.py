@@ -51,7 +51,7 @@ from report import (  # noqa: E402  (the benchmarks' shared reporting: machine, 
 )
 
 from rlland import agents, envs, train  # noqa: E402
-from rlland.seed_axis import ENV_AXIS  # noqa: E402
+from env_step import rlland_fn  # noqa: E402  (the bare random-action rollout, timed as in env_step.py)
 
 BLOCK = "minatar_throughput"
 HEADER = """## MinAtar PPO and DM Control env steps
@@ -148,30 +148,11 @@ def bench_minatar(a) -> list[dict]:
     return rows
 
 
-def bare_env_fn(env, n: int, steps: int):
-    vstep = jax.vmap(env.step, axis_name=ENV_AXIS)
-
-    def run(key):
-        k_reset, k_steps = jax.random.split(key)
-        state = jax.vmap(env.reset)(jax.random.split(k_reset, n))
-
-        def body(s, k):
-            k_act, k_env = jax.random.split(k)
-            action = jax.random.uniform(k_act, (n, env.action_size), minval=-1.0, maxval=1.0)
-            s, out = vstep(s, action, jax.random.split(k_env, n))
-            return s, out.reward.sum()
-
-        _, reward = jax.lax.scan(body, state, jax.random.split(k_steps, steps))
-        return reward.sum()
-
-    return jax.jit(run)
-
-
 def bench_dmc(a) -> list[dict]:
     env = envs.make(f"dmc/{a.dmc}")
     rows = []
     for n in sorted({1, a.dmc_envs}):
-        fn, key = bare_env_fn(env, n, a.dmc_steps), jax.random.PRNGKey(a.seed)
+        fn, key = rlland_fn(env, n, a.dmc_steps, named=True), jax.random.PRNGKey(a.seed)
         t0 = time.perf_counter()
         compiled = fn.lower(key).compile()
         compile_s = time.perf_counter() - t0

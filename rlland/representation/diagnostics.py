@@ -32,8 +32,9 @@ whatever the batch size. The spectra dominate that cost (8 matrices [log_samples
 **Chunk reduction and update resolution.** Non-logging iterations emit NaN. The chunk value of a metric
 (``train/repr/...`` [seed, chunk]) is the mean over the LOGGED iterations of the chunk, i.e. a ``nanmean`` over
 the chunk (`rlland.train`); a plain mean is NaN unless every iteration of the chunk logged (``log_every=1``).
-Every logged iteration is also kept as it is (``updates/<metric>`` [seed, logged iteration], `rlland.train`). A metric that is undefined on a logged iteration (e.g. the mean
-ratio below 1 - eps when no sample is below) is NaN there too, as the reference, which does not log it.
+Every logged iteration is also kept as it is (``updates/<metric>`` [seed, logged iteration], `rlland.train`).
+A metric that is undefined on a logged iteration (e.g. the mean ratio below 1 - eps when no sample is below) is
+NaN there too, as the reference, which does not log it.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ Brax's per-step ``state.metrics`` (reward terms, positions; `rlland.envs.Step.me
 Representation diagnostics (config ``log_every`` > 0, default 0 = off; reference ``representation-regions-qd.md``
 A.2-A.3; :mod:`rlland.representation.diagnostics`): on iterations ``i % log_every == 0`` (i = iterations done
 before this one, so the first logs) and on the run's last one (``diagnostics.logs_at``) the step's metrics get,
-after the iteration's updates, on a fresh replay minibatch of ``log_samples`` transitions (uniform with replacement, the buffer's own sampler; its key is derived
-with ``fold_in`` so the training stream is unchanged):
+after the iteration's updates, on a fresh replay minibatch of ``log_samples`` transitions (uniform with
+replacement, the buffer's own sampler; its key is derived with ``fold_in`` so the training stream is unchanged):
 
     repr/{actor,critic1,critic2}_{pre,post}/{effective_rank, approximate_rank, srank, feature_rank,
                                              matrix_rank, lambda_1}                     ("ranks")
